@@ -1,0 +1,63 @@
+"""The frozen teacher of a distillation run: built from ``network_t``, loaded, never trained, never saved."""
+from typing import Optional
+
+import torch
+from basicsr.archs import build_network
+from torch import nn
+
+from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
+
+
+class FrozenTeacher(nn.Module):
+    """Wraps a pretrained network so that it stays frozen and in eval mode and runs without autograd.
+
+    Args:
+        net: the pretrained teacher network.
+        img_range: value range the network was trained in. BasicSR feeds [0, 1] images; a teacher trained in
+            [0, 255] gets its input multiplied by 255 and its output divided by 255, so that it takes and returns
+            [0, 1] like the student.
+
+    ``train()`` is a no-op that keeps eval mode (``BaseModel`` and users call it on every network), the parameters
+    have ``requires_grad=False`` and ``forward`` runs under ``torch.no_grad()``.
+    """
+
+    def __init__(self, net: nn.Module, img_range: float = 1.0):
+        super().__init__()
+        self.net = net.requires_grad_(False)
+        self.img_range = float(img_range)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> 'FrozenTeacher':
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.img_range == 1.0:
+            return self.net(x)
+        return self.net(x * self.img_range) / self.img_range
+
+
+def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:
+    """Build ``network_t``, load ``path.pretrain_network_t`` and freeze it.
+
+    Options: ``path.pretrain_network_t`` (required), ``path.param_key_t`` (default ``params``; ``~`` or any key for
+    flat state_dicts), ``path.strict_load_t`` (default true), ``path.strip_prefix_t`` (default ``module.``),
+    ``train.teacher_img_range`` (default 1).
+    """
+    if 'network_t' not in opt:
+        raise ValueError('KDModel needs a teacher: add a network_t section (type and options of the teacher arch) '
+                         'and path.pretrain_network_t (its trained weights).')
+    path_opt = opt['path']
+    checkpoint = path_opt.get('pretrain_network_t')
+    if not checkpoint:
+        raise ValueError('path.pretrain_network_t is not set: a distillation teacher must be trained. Set it to the '
+                         "teacher's .pth file (train one with model_type: SRModel first).")
+    net = build_network(opt['network_t'])
+    state = read_state_dict(checkpoint, path_opt.get('param_key_t', 'params'), path_opt.get('strip_prefix_t', 'module.'),
+                            option='path.pretrain_network_t')
+    load_state_dict_checked(
+        net, state, strict=path_opt.get('strict_load_t', True), what='teacher network_t',
+        fix='Check network_t (type, widths, scale) against the checkpoint, or set path.param_key_t / '
+        'path.strip_prefix_t; path.strict_load_t: false loads the matching keys only.')
+    img_range: Optional[float] = opt.get('train', {}).get('teacher_img_range', 1.0)
+    return FrozenTeacher(net, img_range).to(device)

@@ -1,0 +1,21 @@
+"""``python -m kdplugins.train -opt X.yml [--launcher pytorch] [--auto_resume] [--debug] [--force_yml k=v]``.
+
+A thin wrapper over :func:`basicsr.train.train_pipeline` with every kdplugins component registered. The root
+folder (``experiments/``, ``tb_logger/``) is the current directory, which is also where ``--auto_resume`` looks for
+training states and where relative ``dataroot`` paths are resolved: always start and resume a run from the same
+folder. The options are checked before anything is created (:mod:`kdplugins.utils.options_check`).
+"""
+import os
+
+import kdplugins  # noqa: F401  (compat fixes and registration, also in spawned DataLoader workers)
+from kdplugins.utils.options_check import install_option_checks
+
+
+def main() -> None:
+    import basicsr.train
+    install_option_checks()
+    basicsr.train.train_pipeline(os.getcwd())
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='kdplugins',
+    version='0.1.0',
+    description='Knowledge distillation for single-image super-resolution as a BasicSR 1.4.2 plugin',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['kdplugins', 'kdplugins.*']),
+    python_requires='>=3.8',
+    # torch/torchvision and basicsr are installed first (see the Makefile): basicsr 1.4.2 builds only with
+    # `pip install --no-build-isolation basicsr==1.4.2` once torch is present.
+    install_requires=['torch', 'torchvision', 'basicsr==1.4.2', 'lmdb', 'numpy', 'opencv-python', 'pyyaml',
+                      'scikit-image'],
+    extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': ['kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main']},
+)
