@@ -1,8 +1,14 @@
 """Shared pytest fixtures."""
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+import kdplugins  # noqa: F401  (compat fixes before any basicsr import)
 
 
 def shared_data_dir() -> Path:
@@ -19,3 +25,109 @@ def shared_data() -> Path:
         pytest.skip(f'shared data not found at {root}: these tests need the real images and checkpoints '
                     '(set KDPLUGINS_SHARED_DATA to the folder holding checkpoints/ and val/).')
     return root
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def set5_hr(shared_data) -> Path:
+    return shared_data / 'val' / 'Set5' / 'HR'
+
+
+@pytest.fixture(scope='session')
+def tiny_lmdbs(tmp_path_factory, set5_hr) -> dict:
+    """Real paired x2 LMDBs made by scripts/create_lmdb.py from Set5: 6 training sub-images of 48x48 (from two
+    images) and 2 whole validation images."""
+    root = tmp_path_factory.mktemp('lmdb')
+    train_hr = root / 'train_hr_images'
+    train_hr.mkdir()
+    for name in ('bird.png', 'head.png'):
+        (train_hr / name).symlink_to(set5_hr / name)
+    val_hr = root / 'val_hr_images'
+    val_hr.mkdir()
+    for name in ('butterfly.png', 'woman.png'):
+        (val_hr / name).symlink_to(set5_hr / name)
+    paths = {key: str(root / f'{key}.lmdb') for key in ('train_hr', 'train_lr', 'val_hr', 'val_lr')}
+    run_script('scripts/create_lmdb.py', '--hr', str(train_hr), '--scale', '2', '--crop-size', '96', '--step', '96',
+               '--out-hr', paths['train_hr'], '--out-lr', paths['train_lr'])
+    run_script('scripts/create_lmdb.py', '--hr', str(val_hr), '--scale', '2', '--out-hr', paths['val_hr'], '--out-lr',
+               paths['val_lr'])
+    return paths
+
+
+def run_script(script: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def run_module(module: str, *args: str, cwd, check: bool = True, torchrun: int = 0) -> subprocess.CompletedProcess:
+    """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun>``) in ``cwd``."""
+    prefix = [sys.executable, '-m']
+    if torchrun:
+        prefix += ['torch.distributed.run', f'--nproc_per_node={torchrun}', f'--master_port={free_port()}', '-m']
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
+    result = subprocess.run(prefix + [module, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def write_yaml(path: Path, opt: dict) -> Path:
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return path
+
+
+TEACHER_NET = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'num_block': 2, 'upscale': 2}
+STUDENT_NET = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+
+
+def save_teacher(path: Path, net_opt: dict = TEACHER_NET, seed: int = 1) -> Path:
+    """A teacher checkpoint in BasicSR's format ({'params': state_dict}) with seeded random weights."""
+    import kdplugins  # noqa: F401
+    import torch
+    from basicsr.archs import build_network
+    torch.manual_seed(seed)
+    torch.save({'params': build_network(dict(net_opt)).state_dict()}, path)
+    return path
+
+
+def kd_options(lmdbs: dict, teacher_path: Path, name: str = 'kd', total_iter: int = 4, **train_opt) -> dict:
+    """Options of a tiny x2 KD run on CPU (student MSRResNet 8x1 from a teacher MSRResNet 16x2)."""
+    opt = {
+        'name': name, 'model_type': 'KDModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 10,
+        'datasets': {
+            'train': {'name': 'tiny_train', 'type': 'PairedImageDatasetWithIndex', 'dataroot_gt': lmdbs['train_hr'],
+                      'dataroot_lq': lmdbs['train_lr'], 'io_backend': {'type': 'lmdb'}, 'gt_size': 32,
+                      'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 4,
+                      'dataset_enlarge_ratio': 1},
+            'val': {'name': 'tiny_val', 'type': 'PairedImageDataset', 'dataroot_gt': lmdbs['val_hr'],
+                    'dataroot_lq': lmdbs['val_lr'], 'io_backend': {'type': 'lmdb'}}},
+        'network_g': dict(STUDENT_NET), 'network_t': dict(TEACHER_NET),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                 'pretrain_network_t': str(teacher_path), 'param_key_t': 'params'},
+        'train': {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 2e-3, 'betas': [0.9, 0.99]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5}, 'total_iter': total_iter,
+                  'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+                  'kd_opt': {'type': 'L1Loss', 'loss_weight': 0.5}, **train_opt},
+        'val': {'val_freq': 2, 'save_img': False,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
+    }
+    return opt
+
+
+def parse_train_options(yml: Path, root: Path, *args: str, monkeypatch) -> dict:
+    """basicsr's own ``parse_options`` on a YAML file, as ``python -m kdplugins.train -opt yml`` would call it."""
+    from basicsr.utils.options import parse_options
+    monkeypatch.setattr(sys, 'argv', ['train', '-opt', str(yml), *args])
+    opt, _ = parse_options(str(root), is_train=True)
+    opt['root_path'] = str(root)
+    return opt

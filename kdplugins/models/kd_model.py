@@ -1,9 +1,6 @@
 """KDModel: the shared base of every distillation method of kdplugins."""
 import inspect
 import os
-from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
-
 import torch
 import torch.distributed as dist
 from basicsr.archs import build_network
@@ -13,12 +10,15 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
+from collections import OrderedDict
 from torch import nn
+from typing import Dict, List, Optional, Tuple
 
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
 from kdplugins.distill.teacher import build_teacher
 from kdplugins.utils.registry import register
-from kdplugins.utils.train_state import capture_rng_state, gather_from_ranks, restore_rng_state, tensors_digest
+from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,
+                                         tensors_digest)
 
 
 @register(MODEL_REGISTRY)
@@ -94,6 +94,7 @@ class KDModel(SRModel):
                      'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1]}
             self.net_distill[name] = self.build_feature_loss(loss_opt, extra)
         self.net_distill.to(self.device)
+        broadcast_from_rank0(self.net_distill)  # ranks were seeded differently
 
     def feature_loss_name(self, i: int) -> str:
         loss_type = self.feature_loss_opts[i]['type']

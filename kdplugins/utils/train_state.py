@@ -45,3 +45,10 @@ def tensors_digest(modules: Iterable[nn.Module]) -> str:
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def broadcast_from_rank0(module: nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers (what DDP does for the network it wraps)."""
+    if dist.is_available() and dist.is_initialized():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)

@@ -1,0 +1,116 @@
+"""IMDN: Information Multi-distillation Network (Hui et al., "Lightweight Image Super-Resolution with Information
+Multi-distillation Network", ACM MM 2019; AIM 2019 constrained SR challenge winner).
+
+Follows the paper (Sec. 3: framework, information multi-distillation block with its progressive refinement module
+and contrast-aware channel attention) and the tensor names and shapes of the public ``IMDN_x2/x3/x4.pth``
+checkpoints (saved from DataParallel: strip the ``module.`` prefix when loading). Images are RGB in [0, 1].
+"""
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from kdplugins.utils.registry import register
+
+LRELU_SLOPE = 0.05  # leaky ReLU slope of the released IMDN
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
+    """Convolution with bias that keeps the spatial size."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+
+def contrast(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel standard deviation over the spatial positions (the "contrast" statistic of CCA, Sec. 3.2)."""
+    return x.var(dim=(2, 3), unbiased=False, keepdim=True).sqrt()
+
+
+class CCALayer(nn.Module):
+    """Contrast-aware channel attention (paper Sec. 3.2, Fig. 3).
+
+    The channel statistic is the sum of the standard deviation and the mean of each channel; a 1x1 conv
+    bottleneck (``channels // reduction``, ReLU) and a sigmoid turn it into channel weights that rescale the input.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        statistic = contrast(x) + x.mean(dim=(2, 3), keepdim=True)
+        return x * self.conv_du(statistic)
+
+
+class IMDModule(nn.Module):
+    """Information multi-distillation block, IMDB (paper Sec. 3.2, Fig. 2).
+
+    Progressive refinement module: each 3x3 conv (``c1``..``c3``, leaky ReLU) is split channel-wise into
+    ``distillation_rate * channels`` retained (distilled) features and the remaining ones, which the next conv
+    refines; ``c4`` turns the last remaining features into distilled ones. The four distilled parts are
+    concatenated, weighted by :class:`CCALayer`, fused by the 1x1 conv ``c5`` and added to the block input.
+    """
+
+    def __init__(self, channels: int, distillation_rate: float = 0.25):
+        super().__init__()
+        self.distilled = int(channels * distillation_rate)
+        self.remaining = channels - self.distilled
+        self.c1 = conv(channels, channels, 3)
+        self.c2 = conv(self.remaining, channels, 3)
+        self.c3 = conv(self.remaining, channels, 3)
+        self.c4 = conv(self.remaining, self.distilled, 3)
+        self.c5 = conv(self.distilled * 4, channels, 1)
+        self.cca = CCALayer(self.distilled * 4)
+
+    def _split(self, layer: nn.Conv2d, x: torch.Tensor) -> List[torch.Tensor]:
+        """Conv + leaky ReLU, split into (distilled, remaining) channels."""
+        return list(torch.split(F.leaky_relu(layer(x), LRELU_SLOPE), [self.distilled, self.remaining], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        distilled1, remaining = self._split(self.c1, x)
+        distilled2, remaining = self._split(self.c2, remaining)
+        distilled3, remaining = self._split(self.c3, remaining)
+        distilled4 = self.c4(remaining)
+        distilled = torch.cat([distilled1, distilled2, distilled3, distilled4], dim=1)
+        return self.c5(self.cca(distilled)) + x
+
+
+@register(ARCH_REGISTRY)
+class IMDN(nn.Module):
+    """Information Multi-distillation Network (paper Sec. 3.1, Fig. 2).
+
+    ``fea_conv`` (3x3) -> ``num_blocks`` IMDBs ``IMDB1..IMDBn`` -> their outputs concatenated and fused by a 1x1
+    conv with leaky ReLU (``c``) -> 3x3 ``LR_conv`` plus the shallow features -> 3x3 conv to
+    ``out_channels * upscale**2`` and pixel shuffle (``upsampler``).
+
+    Args:
+        in_channels: input channels.
+        channels: feature channels (64 in the released models).
+        num_blocks: number of IMDBs (6 in the released models).
+        out_channels: output channels.
+        upscale: upscaling factor; each of ``IMDN_x2/x3/x4.pth`` loads only into the matching one.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 64, num_blocks: int = 6, out_channels: int = 3,
+                 upscale: int = 4):
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.fea_conv = conv(in_channels, channels, 3)
+        for i in range(1, num_blocks + 1):
+            setattr(self, f'IMDB{i}', IMDModule(channels))
+        self.c = nn.Sequential(conv(channels * num_blocks, channels, 1), nn.LeakyReLU(LRELU_SLOPE))
+        self.LR_conv = conv(channels, channels, 3)
+        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale ** 2, 3), nn.PixelShuffle(upscale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shallow = self.fea_conv(x)
+        outputs = []
+        features = shallow
+        for i in range(1, self.num_blocks + 1):
+            features = getattr(self, f'IMDB{i}')(features)
+            outputs.append(features)
+        fused = self.LR_conv(self.c(torch.cat(outputs, dim=1))) + shallow
+        return self.upsampler(fused)
