@@ -78,7 +78,10 @@ def _load_resume_state_on_cpu(opt: dict):
 
 
 def _check_resume_keeping_teacher(opt: dict, resume_iter: int) -> None:
-    kept = {key: opt['path'][key] for key in ('pretrain_network_t', 'param_key_t', 'strict_load_t') if key in opt['path']}
+    kept = {
+        key: opt['path'][key]
+        for key in ('pretrain_network_t', 'param_key_t', 'strict_load_t') if key in opt['path']
+    }
     _BASICSR['check_resume'](opt, resume_iter)
     opt['path'].update(kept)
 

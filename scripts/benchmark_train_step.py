@@ -39,7 +39,10 @@ def load_options(path: str, root: str) -> dict:
 def scratch_options(opt: dict) -> dict:
     scratch = copy.deepcopy(opt)
     scratch['model_type'] = 'SRModel'
-    scratch['train'] = {k: v for k, v in scratch['train'].items() if k in ('optim_g', 'scheduler', 'pixel_opt', 'ema_decay')}
+    scratch['train'] = {
+        k: v
+        for k, v in scratch['train'].items() if k in ('optim_g', 'scheduler', 'pixel_opt', 'ema_decay')
+    }
     scratch['train'].setdefault('pixel_opt', {'type': 'L1Loss', 'loss_weight': 1.0})
     return scratch
 

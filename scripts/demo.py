@@ -38,10 +38,12 @@ def build_demo_lmdbs(scale: int = 2) -> None:
         folder = os.path.join(DATA, f'{split}_photos')
         os.makedirs(folder, exist_ok=True)
         for name in names:
-            cv2.imwrite(os.path.join(folder, os.path.splitext(name)[0] + '.png'), cv2.imread(os.path.join(photos, name)))
+            cv2.imwrite(
+                os.path.join(folder,
+                             os.path.splitext(name)[0] + '.png'), cv2.imread(os.path.join(photos, name)))
         lr_lmdb = os.path.join(DATA, f'{split}_LR_bicubic_X{scale}{"_sub" if crop else ""}.lmdb')
-        count = write_paired_lmdb(paired_samples(list_images(folder), scale, crop_size=crop, step=crop // 2),
-                                  hr_lmdb, lr_lmdb)
+        count = write_paired_lmdb(
+            paired_samples(list_images(folder), scale, crop_size=crop, step=crop // 2), hr_lmdb, lr_lmdb)
         print(f'{split}: {count} HR/LR pairs in {hr_lmdb}, {lr_lmdb}')
 
 

@@ -91,7 +91,6 @@ STUDENT_NET = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat':
 
 def save_teacher(path: Path, net_opt: dict = TEACHER_NET, seed: int = 1) -> Path:
     """A teacher checkpoint in BasicSR's format ({'params': state_dict}) with seeded random weights."""
-    import kdplugins  # noqa: F401
     import torch
     from basicsr.archs import build_network
     torch.manual_seed(seed)

@@ -25,8 +25,8 @@ def meta_keys(path: str) -> list:
 
 def test_whole_images_with_matlab_bicubic_lr(tmp_path, set5_hr):
     hr_lmdb, lr_lmdb = str(tmp_path / 'hr.lmdb'), str(tmp_path / 'lr.lmdb')
-    out = run_script('scripts/create_lmdb.py', '--hr', str(set5_hr), '--scale', '3', '--out-hr', hr_lmdb,
-                     '--out-lr', lr_lmdb).stdout
+    out = run_script('scripts/create_lmdb.py', '--hr', str(set5_hr), '--scale', '3', '--out-hr', hr_lmdb, '--out-lr',
+                     lr_lmdb).stdout
     assert 'Wrote 5 pairs' in out
     hr_images, lr_images = read_lmdb(hr_lmdb), read_lmdb(lr_lmdb)
     assert meta_keys(hr_lmdb) == meta_keys(lr_lmdb) == ['baby', 'bird', 'butterfly', 'head', 'woman']
@@ -66,9 +66,9 @@ def test_sub_images_stay_aligned_with_lr(tmp_path, set5_hr):
 
 
 def test_lr_from_folder_must_match_scale(tmp_path, set5_hr):
-    result = run_script('scripts/create_lmdb.py', '--hr', str(set5_hr), '--lr', str(set5_hr.parent / 'LR_bicubic' / 'X4'),
-                        '--lr-name', '{}x4', '--scale', '4', '--out-hr', str(tmp_path / 'h.lmdb'), '--out-lr',
-                        str(tmp_path / 'l.lmdb'))
+    result = run_script('scripts/create_lmdb.py', '--hr', str(set5_hr), '--lr',
+                        str(set5_hr.parent / 'LR_bicubic' / 'X4'), '--lr-name', '{}x4', '--scale', '4', '--out-hr',
+                        str(tmp_path / 'h.lmdb'), '--out-lr', str(tmp_path / 'l.lmdb'))
     assert 'Wrote 5 pairs' in result.stdout
     with pytest.raises(AssertionError, match='does not match the cropped HR'):
         run_script('scripts/create_lmdb.py', '--hr', str(set5_hr), '--lr', str(set5_hr.parent / 'LR_bicubic' / 'X4'),
@@ -77,8 +77,17 @@ def test_lr_from_folder_must_match_scale(tmp_path, set5_hr):
 
 
 def dataset_options(lmdbs: dict, type_name: str) -> dict:
-    return {'name': 'v', 'type': type_name, 'dataroot_gt': lmdbs['val_hr'], 'dataroot_lq': lmdbs['val_lr'],
-            'io_backend': {'type': 'lmdb'}, 'phase': 'val', 'scale': 2}
+    return {
+        'name': 'v',
+        'type': type_name,
+        'dataroot_gt': lmdbs['val_hr'],
+        'dataroot_lq': lmdbs['val_lr'],
+        'io_backend': {
+            'type': 'lmdb'
+        },
+        'phase': 'val',
+        'scale': 2
+    }
 
 
 def test_dataset_with_index_returns_the_paired_items_and_their_index(tiny_lmdbs):
@@ -88,7 +97,9 @@ def test_dataset_with_index_returns_the_paired_items_and_their_index(tiny_lmdbs)
     for i, key in enumerate(['butterfly', 'woman']):
         item = dataset[i]
         assert item['index'] == i and item['gt_path'] == key
-        expected_gt, expected_lq = img2tensor([hr_images[key] / 255., lr_images[key] / 255.], bgr2rgb=True, float32=True)
+        expected_gt, expected_lq = img2tensor([hr_images[key] / 255., lr_images[key] / 255.],
+                                              bgr2rgb=True,
+                                              float32=True)
         assert torch.equal(item['gt'], expected_gt) and torch.equal(item['lq'], expected_lq)
 
 

@@ -54,8 +54,13 @@ def sub_image_origins(length: int, crop: int, step: int, thresh: int) -> List[in
     return origins
 
 
-def paired_samples(hr_paths: Sequence[str], scale: int, lr_folder: Optional[str] = None, lr_name: str = '{}',
-                   crop_size: int = 0, step: int = 0, thresh: int = 0) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
+def paired_samples(hr_paths: Sequence[str],
+                   scale: int,
+                   lr_folder: Optional[str] = None,
+                   lr_name: str = '{}',
+                   crop_size: int = 0,
+                   step: int = 0,
+                   thresh: int = 0) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
     """Yield ``(key, hr, lr)`` uint8 BGR arrays, with ``hr`` exactly ``scale`` times ``lr``.
 
     Args:
@@ -66,13 +71,16 @@ def paired_samples(hr_paths: Sequence[str], scale: int, lr_folder: Optional[str]
             ``crop_size`` and ``step`` must be multiples of ``scale``.
     """
     if crop_size and (crop_size % scale or step % scale or step <= 0):
-        raise ValueError(f'crop_size ({crop_size}) and step ({step}) must be positive multiples of the scale ({scale}).')
+        raise ValueError(
+            f'crop_size ({crop_size}) and step ({step}) must be positive multiples of the scale ({scale}).')
     for hr_path in hr_paths:
         stem, ext = os.path.splitext(os.path.basename(hr_path))
         hr = mod_crop(read_bgr(hr_path), scale)
-        lr = read_bgr(os.path.join(lr_folder, lr_name.format(stem) + ext)) if lr_folder else bicubic_downscale(hr, scale)
+        lr = read_bgr(os.path.join(lr_folder,
+                                   lr_name.format(stem) + ext)) if lr_folder else bicubic_downscale(hr, scale)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-            raise ValueError(f'{hr_path}: LR {lr.shape[:2]} times {scale} does not match the cropped HR {hr.shape[:2]}.')
+            raise ValueError(
+                f'{hr_path}: LR {lr.shape[:2]} times {scale} does not match the cropped HR {hr.shape[:2]}.')
         if not crop_size:
             yield stem, hr, lr
             continue
@@ -84,7 +92,9 @@ def paired_samples(hr_paths: Sequence[str], scale: int, lr_folder: Optional[str]
             yield f'{stem}_s{i + 1:03d}', hr_crop, lr_crop
 
 
-def write_paired_lmdb(samples: Iterator[Tuple[str, np.ndarray, np.ndarray]], hr_lmdb: str, lr_lmdb: str,
+def write_paired_lmdb(samples: Iterator[Tuple[str, np.ndarray, np.ndarray]],
+                      hr_lmdb: str,
+                      lr_lmdb: str,
                       compress_level: int = 1) -> int:
     """Write the samples into two LMDBs with identical keys and ``meta_info.txt``; returns the number of pairs."""
     for path in (hr_lmdb, lr_lmdb):

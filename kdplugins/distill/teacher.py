@@ -53,10 +53,16 @@ def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:
         raise ValueError('path.pretrain_network_t is not set: a distillation teacher must be trained. Set it to the '
                          "teacher's .pth file (train one with model_type: SRModel first).")
     net = build_network(opt['network_t'])
-    state = read_state_dict(checkpoint, path_opt.get('param_key_t', 'params'), path_opt.get('strip_prefix_t', 'module.'),
-                            option='path.pretrain_network_t')
+    state = read_state_dict(
+        checkpoint,
+        path_opt.get('param_key_t', 'params'),
+        path_opt.get('strip_prefix_t', 'module.'),
+        option='path.pretrain_network_t')
     load_state_dict_checked(
-        net, state, strict=path_opt.get('strict_load_t', True), what='teacher network_t',
+        net,
+        state,
+        strict=path_opt.get('strict_load_t', True),
+        what='teacher network_t',
         fix='Check network_t (type, widths, scale) against the checkpoint, or set path.param_key_t / '
         'path.strip_prefix_t; path.strict_load_t: false loads the matching keys only.')
     img_range: Optional[float] = opt.get('train', {}).get('teacher_img_range', 1.0)

@@ -57,9 +57,10 @@ def check_datasets(opt: dict) -> None:
                 raise OptionError(f'{option}: {root!r} does not exist (relative paths are resolved from the current '
                                   f'directory {os.getcwd()!r}). Fix the path or start from the right folder.')
             if is_lmdb and not os.path.isfile(os.path.join(root, 'meta_info.txt')):
-                raise OptionError(f'{option}: the LMDB folder {root!r} has no meta_info.txt, which basicsr needs to '
-                                  'list its keys. Build the LMDB with scripts/create_lmdb.py (it writes meta_info.txt), '
-                                  'or set io_backend.type to disk for an image folder.')
+                raise OptionError(
+                    f'{option}: the LMDB folder {root!r} has no meta_info.txt, which basicsr needs to '
+                    'list its keys. Build the LMDB with scripts/create_lmdb.py (it writes meta_info.txt), '
+                    'or set io_backend.type to disk for an image folder.')
             if is_lmdb and not root.endswith('.lmdb'):
                 raise OptionError(f"{option}: basicsr requires LMDB folders to end with '.lmdb', got {root!r}.")
 
@@ -75,8 +76,10 @@ def warn_about_archiving(opt: dict) -> None:
     root = opt['path'].get('experiments_root')
     if opt.get('is_train') and not opt.get('auto_resume') and not opt['path'].get('resume_state') and root and \
             os.path.isdir(os.path.join(root, 'training_states')) and os.listdir(os.path.join(root, 'training_states')):
-        print(f'WARNING: {root} already holds training states and this run does not resume: basicsr will rename it '
-              '(archive) and start from scratch. Add --auto_resume to continue it instead.', file=sys.stderr)
+        print(
+            f'WARNING: {root} already holds training states and this run does not resume: basicsr will rename it '
+            '(archive) and start from scratch. Add --auto_resume to continue it instead.',
+            file=sys.stderr)
 
 
 def check_options(opt: dict) -> None:
