@@ -89,6 +89,7 @@ def _check_resume_keeping_teacher(opt: dict, resume_iter: int) -> None:
 def _create_train_val_dataloader_resuming(opt: dict, logger):
     result = _BASICSR['create_train_val_dataloader'](opt, logger)
     train_loader, train_sampler = result[0], result[1]
+    opt['datasets']['train']['num_images'] = len(train_loader.dataset)  # for losses with per-sample state (CRD)
     position = opt.get('resume_position')
     if position is not None and isinstance(train_sampler, ResumableEnlargedSampler):
         iters_per_epoch = len(train_loader)

@@ -36,7 +36,10 @@ class KDModel(SRModel):
         train.feature_losses: list of ``{type, student_layer, teacher_layer, ...}``; the loss receives the two
             recorded features. A loss whose constructor takes ``student_channels`` / ``teacher_channels`` gets them
             from a probe forward; its trainable parameters (connectors) join the optimizer, the training state and
-            resume. A loss whose ``forward`` takes ``index`` gets the dataset indices of the batch.
+            resume. A loss whose constructor takes ``num_train_images`` gets the size of the training dataset (before
+            ``dataset_enlarge_ratio``). A loss whose ``forward`` takes ``index`` gets the dataset indices of the batch
+            (the dataset must be ``PairedImageDatasetWithIndex``); one whose ``forward`` takes ``generator`` gets
+            ``self.rng``.
         train.probe_size: side of the random LR input of the probe forward (default 32) that checks the teacher's
             scale against the student's and measures the tapped feature shapes.
         train.check_rank_sync: at each checkpoint, compare digests of the student and connector weights of all
@@ -91,7 +94,8 @@ class KDModel(SRModel):
         for i, loss_opt in enumerate(self.feature_loss_opts):
             name = self.feature_loss_name(i)
             extra = {'student_channels': student_shapes[loss_opt['student_layer']][1],
-                     'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1]}
+                     'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1],
+                     'num_train_images': self.num_train_images()}
             self.net_distill[name] = self.build_feature_loss(loss_opt, extra)
         self.net_distill.to(self.device)
         broadcast_from_rank0(self.net_distill)  # ranks were seeded differently
@@ -101,11 +105,15 @@ class KDModel(SRModel):
         same_type = [o for o in self.feature_loss_opts if o['type'] == loss_type]
         return f'l_{loss_type}' if len(same_type) == 1 else f'l_{loss_type}_{i}'
 
+    def num_train_images(self) -> Optional[int]:
+        """Number of images of the training dataset (recorded when basicsr's trainer built it), else None."""
+        return self.opt.get('datasets', {}).get('train', {}).get('num_images')
+
     @staticmethod
-    def build_feature_loss(loss_opt: dict, shapes: Dict[str, int]) -> nn.Module:
+    def build_feature_loss(loss_opt: dict, extra: Dict[str, Optional[int]]) -> nn.Module:
         loss_opt = {k: v for k, v in loss_opt.items() if k not in ('student_layer', 'teacher_layer')}
         accepted = inspect.signature(LOSS_REGISTRY.get(loss_opt['type'])).parameters
-        loss_opt.update({k: v for k, v in shapes.items() if k in accepted})
+        loss_opt.update({k: v for k, v in extra.items() if k in accepted and k not in loss_opt})
         return build_loss(loss_opt)
 
     @torch.no_grad()
@@ -169,9 +177,22 @@ class KDModel(SRModel):
         for loss_opt, (name, loss) in zip(self.feature_loss_opts, self.net_distill.items()):
             student_feat = self.student_recorder.features[loss_opt['student_layer']]
             teacher_feat = self.teacher_recorder.features[loss_opt['teacher_layer']]
-            kwargs = {'index': self.index} if 'index' in inspect.signature(loss.forward).parameters else {}
-            losses[name] = loss(student_feat, teacher_feat, **kwargs)
+            losses[name] = loss(student_feat, teacher_feat, **self.feature_loss_kwargs(name, loss))
         return losses
+
+    def feature_loss_kwargs(self, name: str, loss: nn.Module) -> dict:
+        """``index`` and ``generator`` for a feature loss whose ``forward`` takes them."""
+        accepted = inspect.signature(loss.forward).parameters
+        kwargs = {}
+        if 'index' in accepted:
+            if self.index is None:
+                raise ValueError(f'{name} needs the dataset index of each sample, but the training dataset does not '
+                                 'return one: set datasets.train.type to PairedImageDatasetWithIndex (same options as '
+                                 'PairedImageDataset).')
+            kwargs['index'] = self.index
+        if 'generator' in accepted:
+            kwargs['generator'] = self.rng
+        return kwargs
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
