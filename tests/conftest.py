@@ -130,3 +130,23 @@ def parse_train_options(yml: Path, root: Path, *args: str, monkeypatch) -> dict:
     opt, _ = parse_options(str(root), is_train=True)
     opt['root_path'] = str(root)
     return opt
+
+
+def build(tmp_path, monkeypatch, opt: dict):
+    """The model of ``opt`` built in this process, as the trainer builds it (experiment folders under tmp_path)."""
+    from basicsr.models import build_model
+    from basicsr.utils import make_exp_dirs
+    parsed = parse_train_options(write_yaml(tmp_path / 'opt.yml', opt), tmp_path, monkeypatch=monkeypatch)
+    make_exp_dirs(parsed)
+    return build_model(parsed), parsed
+
+
+def train_batches(parsed: dict, count: int) -> list:
+    """The first ``count`` batches of the training dataloader of ``parsed``."""
+    from basicsr.data import build_dataloader, build_dataset
+    dataset_opt = parsed['datasets']['train']
+    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False, sampler=None, seed=0)
+    batches = []
+    while len(batches) < count:
+        batches.extend(loader)
+    return batches[:count]

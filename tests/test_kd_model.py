@@ -4,9 +4,9 @@ import os
 
 import pytest
 import torch
-from conftest import STUDENT_NET, TEACHER_NET, kd_options, parse_train_options, save_teacher, write_yaml
+from conftest import (STUDENT_NET, TEACHER_NET, build, kd_options, parse_train_options, save_teacher, train_batches,
+                      write_yaml)
 
-from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils import make_exp_dirs
 from kdplugins.utils.options_check import OptionError, check_options
@@ -15,21 +15,6 @@ from kdplugins.utils.options_check import OptionError, check_options
 @pytest.fixture()
 def teacher_path(tmp_path):
     return save_teacher(tmp_path / 'teacher.pth')
-
-
-def build(tmp_path, monkeypatch, opt: dict):
-    parsed = parse_train_options(write_yaml(tmp_path / 'opt.yml', opt), tmp_path, monkeypatch=monkeypatch)
-    make_exp_dirs(parsed)
-    return build_model(parsed), parsed
-
-
-def train_batches(parsed: dict, count: int):
-    dataset_opt = parsed['datasets']['train']
-    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False, sampler=None, seed=0)
-    batches = []
-    while len(batches) < count:
-        batches.extend(loader)
-    return batches[:count]
 
 
 def test_teacher_is_frozen_unchanged_unsaved_and_outside_the_optimizer(tmp_path, monkeypatch, tiny_lmdbs, teacher_path):

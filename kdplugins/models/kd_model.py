@@ -173,10 +173,13 @@ class KDModel(SRModel):
         return losses
 
     def feature_losses(self) -> 'OrderedDict[str, torch.Tensor]':
+        """The feature losses on the latest forward passes; a method that appends samples to the LR batch in that
+        pass (AugKD) gets the losses of the first ``len(self.lq)`` samples, the LR batch."""
         losses = OrderedDict()
+        batch = self.lq.size(0)
         for loss_opt, (name, loss) in zip(self.feature_loss_opts, self.net_distill.items()):
-            student_feat = self.student_recorder.features[loss_opt['student_layer']]
-            teacher_feat = self.teacher_recorder.features[loss_opt['teacher_layer']]
+            student_feat = self.student_recorder.features[loss_opt['student_layer']][:batch]
+            teacher_feat = self.teacher_recorder.features[loss_opt['teacher_layer']][:batch]
             losses[name] = loss(student_feat, teacher_feat, **self.feature_loss_kwargs(name, loss))
         return losses
 
