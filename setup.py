@@ -10,8 +10,10 @@ setup(
     python_requires='>=3.8',
     # torch/torchvision and basicsr are installed first (see the Makefile): basicsr 1.4.2 builds only with
     # `pip install --no-build-isolation basicsr==1.4.2` once torch is present.
-    install_requires=['torch', 'torchvision', 'basicsr==1.4.2', 'lmdb', 'numpy', 'opencv-python', 'pyyaml',
-                      'scikit-image'],
+    install_requires=[
+        'torch', 'torchvision', 'basicsr==1.4.2', 'lmdb', 'numpy', 'opencv-python', 'pyyaml', 'matplotlib',
+        'scikit-image'
+    ],
     extras_require={'test': ['pytest']},
     entry_points={'console_scripts': ['kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main']},
 )

@@ -1,10 +1,15 @@
-"""Time the training step of a model given by options against the same student trained alone (SRModel).
+"""Time the training step of models given by options against the same student trained alone (SRModel).
 
     python scripts/benchmark_train_step.py -opt options/train/KD/train_KD_MSRResNet_x2_demo.yml --repeat 20 --warmup 3
+    python scripts/benchmark_train_step.py -opt options/train/AugKD/train_AugKD_RFDN_EDSR_x4.yml \
+        options/train/AugKD/train_KD_RFDN_EDSR_x4.yml --rounds 3
 
-Builds the model and its training dataloader from the options (as ``python -m kdplugins.train`` does, without
-creating an experiment folder), runs ``feed_data`` + ``optimize_parameters`` on real batches and prints the median
-step time of the given model, of ``SRModel`` with the same ``network_g``/``pixel_opt``/``optim_g``, and their ratio.
+Builds each model and the training dataloader of the first option file (as ``python -m kdplugins.train`` does,
+without creating an experiment folder), and runs ``feed_data`` + ``optimize_parameters`` on the same real batches.
+The models take turns for ``--rounds`` rounds of ``--repeat`` steps each (so that a slow phase of a shared machine
+hits all of them), after ``--warmup`` untimed steps each. Prints the median step time of every model, of ``SRModel``
+with the first file's ``network_g``/``pixel_opt``/``optim_g``, and the ratios: to the student alone (``ratio``)
+and, with several files, to the first file's model (``ratio to <first>``).
 """
 import argparse
 import copy
@@ -15,7 +20,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdplugins  # noqa: E402,F401
+import kdplugins  # noqa: E402,F401  (compat fixes before basicsr is imported)
+
+# isort: split
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402
@@ -47,42 +54,53 @@ def scratch_options(opt: dict) -> dict:
     return scratch
 
 
-def time_steps(opt: dict, batches: list, warmup: int) -> list:
-    model = build_model(copy.deepcopy(opt))
+def steps(model, batches: list, first_iter: int) -> list:
+    """Times of ``feed_data`` + ``optimize_parameters`` on each batch (CUDA synchronized)."""
     times = []
-    for i, batch in enumerate(batches, start=1):
+    for i, batch in enumerate(batches, start=first_iter):
         start = time.perf_counter()
         model.feed_data(batch)
         model.optimize_parameters(i)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        if i > warmup:
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('-opt', required=True)
-    parser.add_argument('--repeat', type=int, default=20)
-    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('-opt', required=True, nargs='+', help='option files; the first gives data and student')
+    parser.add_argument('--repeat', type=int, default=20, help='timed steps per model and round')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed steps per model before the rounds')
+    parser.add_argument('--rounds', type=int, default=1)
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as root:
-        opt = load_options(args.opt, root)
-        dataset_opt = opt['datasets']['train']
-        loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=opt['num_gpu'], seed=0)
+        options = [load_options(path, root) for path in args.opt]
+        dataset_opt = options[0]['datasets']['train']
+        loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=options[0]['num_gpu'], seed=0)
         batches = []
         while len(batches) < args.repeat + args.warmup:
             batches.extend(loader)
-        batches = batches[:args.repeat + args.warmup]
-        model_s = statistics.median(time_steps(opt, batches, args.warmup))
-        scratch_s = statistics.median(time_steps(scratch_options(opt), batches, args.warmup))
+        warmup, timed = batches[:args.warmup], batches[args.warmup:args.repeat + args.warmup]
+        labels = [f"{opt['model_type']} ({os.path.basename(path)})" for opt, path in zip(options, args.opt)]
+        labels.append('SRModel (student alone)')
+        models = [build_model(copy.deepcopy(opt)) for opt in options + [scratch_options(options[0])]]
+        times = {label: [] for label in labels}
+        for label, model in zip(labels, models):
+            steps(model, warmup, 1)
+        for round_index in range(args.rounds):
+            for label, model in zip(labels, models):
+                times[label] += steps(model, timed, args.warmup + 1 + round_index * args.repeat)
+    medians = {label: statistics.median(values) for label, values in times.items()}
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'CPU ({torch.get_num_threads()} threads)'
-    print(f'device: {device}; median of {args.repeat} steps after {args.warmup} warm-up')
-    print(f"{opt['model_type']}: {model_s * 1000:.2f} ms/step")
-    print(f'SRModel (student alone): {scratch_s * 1000:.2f} ms/step')
-    print(f'ratio: {model_s / scratch_s:.3f}')
+    print(f'device: {device}; median of {args.rounds} x {args.repeat} steps after {args.warmup} warm-up')
+    scratch = medians[labels[-1]]
+    for label in labels:
+        line = f'{label}: {medians[label] * 1000:.2f} ms/step; ratio: {medians[label] / scratch:.3f}'
+        if len(labels) > 2 and label != labels[0]:
+            line += f'; ratio to {labels[0]}: {medians[label] / medians[labels[0]]:.3f}'
+        print(line)
 
 
 if __name__ == '__main__':

@@ -1,12 +1,11 @@
 """Shared pytest fixtures."""
 import os
+import pytest
 import socket
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 import yaml
+from pathlib import Path
 
 import kdplugins  # noqa: F401  (compat fixes before any basicsr import)
 
@@ -101,24 +100,86 @@ def save_teacher(path: Path, net_opt: dict = TEACHER_NET, seed: int = 1) -> Path
 def kd_options(lmdbs: dict, teacher_path: Path, name: str = 'kd', total_iter: int = 4, **train_opt) -> dict:
     """Options of a tiny x2 KD run on CPU (student MSRResNet 8x1 from a teacher MSRResNet 16x2)."""
     opt = {
-        'name': name, 'model_type': 'KDModel', 'scale': 2, 'num_gpu': 0, 'manual_seed': 10,
+        'name': name,
+        'model_type': 'KDModel',
+        'scale': 2,
+        'num_gpu': 0,
+        'manual_seed': 10,
         'datasets': {
-            'train': {'name': 'tiny_train', 'type': 'PairedImageDatasetWithIndex', 'dataroot_gt': lmdbs['train_hr'],
-                      'dataroot_lq': lmdbs['train_lr'], 'io_backend': {'type': 'lmdb'}, 'gt_size': 32,
-                      'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 4,
-                      'dataset_enlarge_ratio': 1},
-            'val': {'name': 'tiny_val', 'type': 'PairedImageDataset', 'dataroot_gt': lmdbs['val_hr'],
-                    'dataroot_lq': lmdbs['val_lr'], 'io_backend': {'type': 'lmdb'}}},
-        'network_g': dict(STUDENT_NET), 'network_t': dict(TEACHER_NET),
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
-                 'pretrain_network_t': str(teacher_path), 'param_key_t': 'params'},
-        'train': {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 2e-3, 'betas': [0.9, 0.99]},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 0.5}, 'total_iter': total_iter,
-                  'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-                  'kd_opt': {'type': 'L1Loss', 'loss_weight': 0.5}, **train_opt},
-        'val': {'val_freq': 2, 'save_img': False,
-                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}}},
-        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
+            'train': {
+                'name': 'tiny_train',
+                'type': 'PairedImageDatasetWithIndex',
+                'dataroot_gt': lmdbs['train_hr'],
+                'dataroot_lq': lmdbs['train_lr'],
+                'io_backend': {
+                    'type': 'lmdb'
+                },
+                'gt_size': 32,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': 4,
+                'dataset_enlarge_ratio': 1
+            },
+            'val': {
+                'name': 'tiny_val',
+                'type': 'PairedImageDataset',
+                'dataroot_gt': lmdbs['val_hr'],
+                'dataroot_lq': lmdbs['val_lr'],
+                'io_backend': {
+                    'type': 'lmdb'
+                }
+            }
+        },
+        'network_g': dict(STUDENT_NET),
+        'network_t': dict(TEACHER_NET),
+        'path': {
+            'pretrain_network_g': None,
+            'strict_load_g': True,
+            'resume_state': None,
+            'pretrain_network_t': str(teacher_path),
+            'param_key_t': 'params'
+        },
+        'train': {
+            'ema_decay': 0,
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 2e-3,
+                'betas': [0.9, 0.99]
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [3],
+                'gamma': 0.5
+            },
+            'total_iter': total_iter,
+            'warmup_iter': -1,
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            },
+            'kd_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 0.5
+            },
+            **train_opt
+        },
+        'val': {
+            'val_freq': 2,
+            'save_img': False,
+            'metrics': {
+                'psnr': {
+                    'type': 'calculate_psnr',
+                    'crop_border': 2,
+                    'test_y_channel': True
+                }
+            }
+        },
+        'logger': {
+            'print_freq': 1,
+            'save_checkpoint_freq': 2,
+            'use_tb_logger': False
+        },
     }
     return opt
 

@@ -1,13 +1,12 @@
 """AugKD: invertible augmentations, zoom-in / zoom-out samples, the loss terms, training (1 and 2 processes)."""
-import itertools
-import re
-
 import cv2
+import itertools
 import pytest
+import re
 import torch
+from basicsr.utils.matlab_functions import imresize
 from conftest import build, kd_options, run_module, save_teacher, train_batches, write_yaml
 
-from basicsr.utils.matlab_functions import imresize
 from kdplugins.distill.invertible_augment import OPERATIONS, InvertibleAugment
 from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
 
@@ -57,12 +56,16 @@ def test_probabilities_of_the_draw():
     assert abs(flags[:, 2].double().mean().item() - 0.25) < 0.01
 
 
-@pytest.mark.parametrize('probabilities, message', [
-    ({'hflip': 0.5, 'rotate': 0.5}, "Unknown augmentation(s) ['rotate'] in label_consistency; valid names: hflip, "
-     'vflip, rot90, rot180, rot270, invert.'),
-    ({'invert': 1.5}, 'label_consistency.invert: probability 1.5 is outside [0, 1].'),
-    ({'vflip': -0.1}, 'label_consistency.vflip: probability -0.1 is outside [0, 1].'),
-])
+VALID = 'valid names: hflip, vflip, rot90, rot180, rot270, invert.'
+HFLIP_ROTATE, INVERT, VFLIP = {'hflip': 0.5, 'rotate': 0.5}, {'invert': 1.5}, {'vflip': -0.1}
+BAD_AUGMENTATIONS = [
+    (HFLIP_ROTATE, f"Unknown augmentation(s) ['rotate'] in label_consistency; {VALID}"),
+    (INVERT, 'label_consistency.invert: probability 1.5 is outside [0, 1].'),
+    (VFLIP, 'label_consistency.vflip: probability -0.1 is outside [0, 1].'),
+]
+
+
+@pytest.mark.parametrize('probabilities, message', BAD_AUGMENTATIONS)
 def test_bad_augmentation_options_are_named(probabilities, message):
     with pytest.raises(ValueError) as error:
         InvertibleAugment(probabilities)
@@ -176,10 +179,24 @@ def test_gradients_reach_only_the_student(tmp_path, monkeypatch, tiny_lmdbs, tea
 
 
 @pytest.mark.parametrize('augkd, message', [
-    ({'n_zoom_in': 5, 'zoom_in_non_overlapping': True}, 'train.augkd.n_zoom_in is 5 but only scale^2 = 4'),
-    ({'label_consistency': {'hflip': 0.5, 'transpose': 0.5}}, "Unknown augmentation(s) ['transpose']"),
-    ({'label_consistency': {'invert': 2}}, 'label_consistency.invert: probability 2 is outside [0, 1]'),
-    ({'zoom_in': 1}, "Unknown option(s) train.augkd.['zoom_in']; valid options: n_zoom_in,"),
+    ({
+        'n_zoom_in': 5,
+        'zoom_in_non_overlapping': True
+    }, 'train.augkd.n_zoom_in is 5 but only scale^2 = 4'),
+    ({
+        'label_consistency': {
+            'hflip': 0.5,
+            'transpose': 0.5
+        }
+    }, "Unknown augmentation(s) ['transpose']"),
+    ({
+        'label_consistency': {
+            'invert': 2
+        }
+    }, 'label_consistency.invert: probability 2 is outside [0, 1]'),
+    ({
+        'zoom_in': 1
+    }, "Unknown option(s) train.augkd.['zoom_in']; valid options: n_zoom_in,"),
 ])
 def test_bad_augkd_options_are_named(tmp_path, monkeypatch, tiny_lmdbs, teacher_path, augkd, message):
     with pytest.raises(ValueError) as error:
@@ -204,11 +221,16 @@ def test_two_process_torchrun_keeps_ranks_bitwise_equal(tmp_path, tiny_lmdbs, te
     opt = augkd_options(tiny_lmdbs, teacher_path, name='augkd_ddp', total_iter=4)
     opt['train']['check_rank_sync'] = True
     opt['datasets']['train']['batch_size_per_gpu'] = 2
-    run_module('kdplugins.train', '-opt', str(write_yaml(tmp_path / 'opt.yml', opt)), '--launcher', 'pytorch',
-               cwd=tmp_path, torchrun=2)
+    run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'opt.yml', opt)),
+        '--launcher',
+        'pytorch',
+        cwd=tmp_path,
+        torchrun=2)
     log = read_log(tmp_path, 'augkd_ddp')
     digests = re.findall(r'Rank weight digests at iter (-?\d+): ([0-9a-f]{64}) ([0-9a-f]{64})', log)
     assert [d[0] for d in digests] == ['2', '4', '-1']
     assert all(rank0 == rank1 for _, rank0, rank1 in digests) and digests[0][1] != digests[1][1]
     assert len(re.findall(r'l_pix_zo: \S+ l_augkd_zo: \S+ l_pix: \S+ l_kd: \S+ l_augkd_zi: \S+', log)) == 4
-

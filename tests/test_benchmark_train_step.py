@@ -1,15 +1,19 @@
-"""scripts/benchmark_train_step.py on a tiny KD run (no timing assertions: the numbers must be consistent)."""
+"""scripts/benchmark_train_step.py on tiny runs (no timing assertions: the printed numbers must be consistent)."""
 import re
-
 from conftest import kd_options, run_script, save_teacher, write_yaml
 
 
-def test_benchmark_prints_both_times_and_their_ratio(tmp_path, tiny_lmdbs):
-    opt = kd_options(tiny_lmdbs, save_teacher(tmp_path / 't.pth'), name='bench')
-    out = run_script('scripts/benchmark_train_step.py', '-opt', str(write_yaml(tmp_path / 'o.yml', opt)), '--repeat',
-                     '3', '--warmup', '1').stdout
-    kd = float(re.search(r'KDModel: ([0-9.]+) ms/step', out).group(1))
-    scratch = float(re.search(r'SRModel \(student alone\): ([0-9.]+) ms/step', out).group(1))
-    ratio = float(re.search(r'ratio: ([0-9.]+)', out).group(1))
-    assert 'median of 3 steps after 1 warm-up' in out
-    assert abs(ratio - kd / scratch) <= 0.01 * ratio
+def test_benchmark_prints_times_and_consistent_ratios(tmp_path, tiny_lmdbs):
+    kd = kd_options(tiny_lmdbs, save_teacher(tmp_path / 't.pth'), name='bench')
+    augkd = dict(kd, model_type='AugKDModel')
+    files = [str(write_yaml(tmp_path / 'kd.yml', kd)), str(write_yaml(tmp_path / 'augkd.yml', augkd))]
+    out = run_script('scripts/benchmark_train_step.py', '-opt', *files, '--repeat', '2', '--warmup', '1', '--rounds',
+                     '2').stdout
+    assert 'median of 2 x 2 steps after 1 warm-up' in out
+    times = {name: float(ms) for name, ms in re.findall(r'^(\w+) .*: ([0-9.]+) ms/step', out, re.M)}
+    assert set(times) == {'KDModel', 'AugKDModel', 'SRModel'}
+    ratios = re.findall(r'^(\w+) .*ms/step; ratio: ([0-9.]+)', out, re.M)
+    for name, ratio in ratios:
+        assert abs(float(ratio) - times[name] / times['SRModel']) <= 0.002 * float(ratio) + 0.001
+    to_first = float(re.search(r'AugKDModel .*; ratio to KDModel \(kd.yml\): ([0-9.]+)', out).group(1))
+    assert abs(to_first - times['AugKDModel'] / times['KDModel']) <= 0.002 * to_first + 0.001

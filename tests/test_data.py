@@ -3,11 +3,11 @@ import lmdb
 import numpy as np
 import pytest
 import torch
+from basicsr.data import build_dataset
+from basicsr.utils import imfrombytes, img2tensor
 from conftest import run_script
 
-from basicsr.data import build_dataset
-from basicsr.utils import img2tensor, imfrombytes
-from kdplugins.data.paired_lmdb import bicubic_downscale, list_images, mod_crop, read_bgr
+from kdplugins.data.paired_lmdb import bicubic_downscale, list_images, mod_crop, paired_samples, read_bgr
 
 
 def read_lmdb(path: str) -> dict:
@@ -108,3 +108,9 @@ def test_dataset_in_spawned_dataloader_workers(tiny_lmdbs):
     dataset = build_dataset(dataset_options(tiny_lmdbs, 'PairedImageDatasetWithIndex'))
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=1, multiprocessing_context='spawn')
     assert [int(batch['index']) for batch in loader] == [0, 1]
+
+
+def test_images_smaller_than_the_sub_images_are_skipped(set5_hr):
+    """woman.png (228x344) cannot give 256x256 sub-images: it is left out, as basicsr's extract_subimages does."""
+    keys = [key for key, _, _ in paired_samples(list_images(str(set5_hr)), 4, crop_size=256, step=256)]
+    assert sorted({key.split('_s')[0] for key in keys}) == ['baby', 'bird', 'butterfly', 'head']

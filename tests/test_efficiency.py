@@ -1,17 +1,17 @@
 """AIM 2020 efficiency counting (kdplugins/utils/efficiency.py) against the published figures and hand counts."""
+import cv2
 import json
 import os
+import pytest
 import subprocess
 import sys
-
-import pytest
 import torch
 import torch.nn.functional as F
+from basicsr.archs import arch_util, build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 import kdplugins  # noqa: F401  (compat fixes and registration)
-from basicsr.archs import arch_util, build_network
-from basicsr.utils.registry import ARCH_REGISTRY
 from kdplugins.utils import efficiency
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +35,7 @@ def test_flops_rule_gives_166_36_on_the_reference_msrresnet(monkeypatch):
     With that block, conv MACs without bias plus the 155,189,248 outputs of the nn.LeakyReLU module give exactly
     the published 166.36 G; BasicSR's nn.ReLU adds 67.1 M more (166.43 G).
     """
+
     def reference_block(self, x):
         return x + self.conv2(F.relu(self.conv1(x))) * self.res_scale
 
@@ -111,11 +112,20 @@ def test_network_sections_of_an_option_file(tmp_path):
 
 def test_script_writes_the_module_counts(tmp_path):
     arch_opt = ['num_feat=8', 'num_block=1', 'upscale=2']
-    command = [sys.executable, os.path.join(ROOT, 'scripts', 'benchmark_efficiency.py'), '--arch', 'MSRResNet',
-               '--arch-opt', *arch_opt, '--input-size', '32', '--repeat', '3', '--warmup', '1', '--device', 'cpu',
-               '--out-dir', str(tmp_path)]
-    subprocess.run(command, check=True, cwd=tmp_path, capture_output=True)
-    record, = json.loads((tmp_path / 'efficiency.json').read_text())['networks']
+    command = [
+        sys.executable,
+        os.path.join(ROOT, 'scripts', 'benchmark_efficiency.py'), '--arch', 'MSRResNet', '--arch-opt', *arch_opt,
+        '--arch', 'RFDN', '--arch-opt', 'channels=8', 'num_blocks=1', 'upscale=2', '--input-size', '32', '--repeat',
+        '3', '--warmup', '1', '--device', 'cpu', '--out-dir',
+        str(tmp_path)
+    ]
+    wrong = subprocess.run(command + ['--psnr', '30.5'], cwd=tmp_path, capture_output=True, text=True)
+    assert wrong.returncode != 0 and '--psnr gives 1 values for 2 networks' in wrong.stderr
+    assert not (tmp_path / 'efficiency.json').exists()
+    subprocess.run(command + ['--psnr', '30.5', '31.25'], check=True, cwd=tmp_path, capture_output=True)
+    plot = cv2.imread(str(tmp_path / 'tradeoff.png'))
+    assert plot.shape == (600, 840, 3) and plot.std() > 0
+    record, _ = json.loads((tmp_path / 'efficiency.json').read_text())['networks']
     net = build_network({'type': 'MSRResNet', **efficiency.parse_arch_options(arch_opt)})
     expected = efficiency.count_ops(net, [1, 3, 32, 32])
     assert record['counts'] == {**vars(expected), 'flops': expected.flops}

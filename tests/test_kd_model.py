@@ -1,14 +1,13 @@
 """KDModel in-process: the frozen teacher, the loss terms, connectors, and errors for bad input."""
 import copy
 import os
-
 import pytest
 import torch
+from basicsr.models import build_model
+from basicsr.utils import make_exp_dirs
 from conftest import (STUDENT_NET, TEACHER_NET, build, kd_options, parse_train_options, save_teacher, train_batches,
                       write_yaml)
 
-from basicsr.models import build_model
-from basicsr.utils import make_exp_dirs
 from kdplugins.utils.options_check import OptionError, check_options
 
 
@@ -54,8 +53,10 @@ def test_loss_terms_equal_direct_computation(tmp_path, monkeypatch, tiny_lmdbs, 
     assert list(losses) == ['l_pix', 'l_kd', 'l_FitNetLoss']
     student, teacher = model.net_g, model.net_t.net
     captured = {}
-    handles = [student.body[0].register_forward_hook(lambda m, i, o: captured.__setitem__('s', o)),
-               teacher.body[1].register_forward_hook(lambda m, i, o: captured.__setitem__('t', o))]
+    handles = [
+        student.body[0].register_forward_hook(lambda m, i, o: captured.__setitem__('s', o)),
+        teacher.body[1].register_forward_hook(lambda m, i, o: captured.__setitem__('t', o))
+    ]
     with torch.no_grad():
         out_s, out_t = student(batch['lq']), teacher(batch['lq'])
     for handle in handles:
@@ -120,8 +121,10 @@ def test_lmdb_without_meta_info(tmp_path, monkeypatch, tiny_lmdbs, teacher_path)
     (broken / 'data.mdb').write_bytes(open(os.path.join(tiny_lmdbs['train_hr'], 'data.mdb'), 'rb').read())
     opt = kd_options(dict(tiny_lmdbs, train_hr=str(broken)), teacher_path)
     parsed = parse_train_options(write_yaml(tmp_path / 'opt.yml', opt), tmp_path, monkeypatch=monkeypatch)
-    with pytest.raises(OptionError, match=r'datasets.train.dataroot_gt: the LMDB folder .*broken_hr.lmdb.* no '
-                       r'meta_info.txt.*scripts/create_lmdb.py'):
+    with pytest.raises(
+            OptionError,
+            match=r'datasets.train.dataroot_gt: the LMDB folder .*broken_hr.lmdb.* no '
+            r'meta_info.txt.*scripts/create_lmdb.py'):
         check_options(parsed)
 
 

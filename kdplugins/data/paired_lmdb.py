@@ -5,13 +5,13 @@ The LR is either read from a folder or made with MATLAB-style bicubic downscalin
 benchmark protocol). Large images can be cut into overlapping sub-images, at positions that are multiples of the
 scale so that HR and LR sub-images stay aligned.
 """
-import os
-from typing import Iterator, List, Optional, Sequence, Tuple
-
 import cv2
 import numpy as np
+import os
+from basicsr.utils import get_root_logger
 from basicsr.utils.lmdb_util import LmdbMaker
 from basicsr.utils.matlab_functions import imresize
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -68,7 +68,8 @@ def paired_samples(hr_paths: Sequence[str],
         scale: SR scale factor.
         lr_folder: folder of LR images named ``lr_name.format(stem) + ext``; ``None`` makes LR by bicubic.
         crop_size, step, thresh: HR sub-image size, stride and remainder threshold (``crop_size=0``: whole images).
-            ``crop_size`` and ``step`` must be multiples of ``scale``.
+            ``crop_size`` and ``step`` must be multiples of ``scale``. Images smaller than ``crop_size`` are skipped
+            with a warning: they would make patches smaller than the sub-images.
     """
     if crop_size and (crop_size % scale or step % scale or step <= 0):
         raise ValueError(
@@ -83,6 +84,10 @@ def paired_samples(hr_paths: Sequence[str],
                 f'{hr_path}: LR {lr.shape[:2]} times {scale} does not match the cropped HR {hr.shape[:2]}.')
         if not crop_size:
             yield stem, hr, lr
+            continue
+        if min(hr.shape[:2]) < crop_size:
+            get_root_logger().warning(f'{hr_path}: {hr.shape[0]}x{hr.shape[1]} is smaller than the {crop_size}x'
+                                      f'{crop_size} sub-images: skipped (as basicsr extract_subimages does).')
             continue
         rows = sub_image_origins(hr.shape[0], crop_size, step, thresh)
         cols = sub_image_origins(hr.shape[1], crop_size, step, thresh)

@@ -8,9 +8,8 @@ square or not; the colour inversion ``1 - x`` is exact in float32 for every valu
 2^-24 in [0, 1] (all values ``torch.rand`` draws); elsewhere ``1 - (1 - x)`` can differ from ``x`` by the rounding
 of ``1 - x`` (at most 2^-25).
 """
-from typing import Callable, Dict, Mapping, Tuple
-
 import torch
+from typing import Callable, Dict, Mapping, Tuple
 
 Op = Callable[[torch.Tensor], torch.Tensor]
 

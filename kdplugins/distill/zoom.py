@@ -14,7 +14,11 @@ def zoom_out(lq: torch.Tensor, scale: int) -> torch.Tensor:
     return matlab_resize(lq, 1.0 / scale)
 
 
-def crop_origins(batch: int, n_crops: int, hr_size: tuple, crop_size: tuple, generator: torch.Generator,
+def crop_origins(batch: int,
+                 n_crops: int,
+                 hr_size: tuple,
+                 crop_size: tuple,
+                 generator: torch.Generator,
                  non_overlapping: bool = False) -> torch.Tensor:
     """Top-left corners ``(batch, n_crops, 2)`` of random ``crop_size`` crops inside an ``hr_size`` patch.
 

@@ -1,11 +1,10 @@
 """AugKD (Sec. 3.3-3.4 of the AugKD paper): KD on zoom-in / zoom-out auxiliary samples with label consistency."""
-from collections import OrderedDict
-from typing import Optional
-
 import torch
 from basicsr.losses import build_loss
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
+from collections import OrderedDict
+from typing import Optional
 
 from kdplugins.distill.invertible_augment import InvertibleAugment
 from kdplugins.distill.recorder import bare_module
@@ -18,7 +17,12 @@ AUGKD_DEFAULTS = {
     'zoom_in_non_overlapping': False,
     'zoom_out': True,
     'zoom_out_min_size': 1,
-    'label_consistency': {'hflip': 0.5, 'vflip': 0.5, 'rot90': 0.5, 'invert': 0.5},
+    'label_consistency': {
+        'hflip': 0.5,
+        'vflip': 0.5,
+        'rot90': 0.5,
+        'invert': 0.5
+    },
 }
 
 
@@ -87,9 +91,10 @@ class AugKDModel(KDModel):
                 with torch.no_grad():
                     net(probe)
             except RuntimeError as error:
-                raise ValueError(f'The {role} cannot process the {size}x{size} zoom-out patches of this training '
-                                 f'set ({error}). Set train.augkd.zoom_out_min_size to {size + 1} or more to skip '
-                                 'zoom-out, train.augkd.zoom_out: false, or a larger datasets.train.gt_size.') from error
+                raise ValueError(
+                    f'The {role} cannot process the {size}x{size} zoom-out patches of this training '
+                    f'set ({error}). Set train.augkd.zoom_out_min_size to {size + 1} or more to skip '
+                    'zoom-out, train.augkd.zoom_out: false, or a larger datasets.train.gt_size.') from error
 
     def zoom_out_size(self, lq_size: int) -> Optional[int]:
         """Side of the zoomed-out patch of an ``lq_size`` LR patch, or None when zoom-out does not apply."""
@@ -143,6 +148,7 @@ class AugKDModel(KDModel):
     def zoom_in_samples(self) -> torch.Tensor:
         """``n_zoom_in`` LR-sized crops of each HR patch, ``(n_zoom_in * batch, C, h, w)``."""
         crop_size = tuple(self.lq.shape[-2:])
-        origins = crop_origins(self.lq.size(0), int(self.augkd['n_zoom_in']), tuple(self.gt.shape[-2:]), crop_size,
-                               self.rng, bool(self.augkd['zoom_in_non_overlapping']))
+        origins = crop_origins(
+            self.lq.size(0), int(self.augkd['n_zoom_in']), tuple(self.gt.shape[-2:]), crop_size, self.rng,
+            bool(self.augkd['zoom_in_non_overlapping']))
         return zoom_in(self.gt, origins, crop_size)

@@ -93,9 +93,11 @@ class KDModel(SRModel):
         student_shapes, teacher_shapes = self.probe_shapes()
         for i, loss_opt in enumerate(self.feature_loss_opts):
             name = self.feature_loss_name(i)
-            extra = {'student_channels': student_shapes[loss_opt['student_layer']][1],
-                     'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1],
-                     'num_train_images': self.num_train_images()}
+            extra = {
+                'student_channels': student_shapes[loss_opt['student_layer']][1],
+                'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1],
+                'num_train_images': self.num_train_images()
+            }
             self.net_distill[name] = self.build_feature_loss(loss_opt, extra)
         self.net_distill.to(self.device)
         broadcast_from_rank0(self.net_distill)  # ranks were seeded differently
@@ -277,7 +279,10 @@ class KDModel(SRModel):
             'iter': current_iter,
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
-            'distill_modules': {k: v.cpu() for k, v in self.net_distill.state_dict().items()},
+            'distill_modules': {
+                k: v.cpu()
+                for k, v in self.net_distill.state_dict().items()
+            },
             'rng_states': self._rng_states,
         }
         path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')

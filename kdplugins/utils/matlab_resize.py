@@ -7,11 +7,10 @@ extension folded in. Here those matrices are built once per (size, scale) and ap
 products on the batch's device.
 """
 import math
-from functools import lru_cache
-from typing import Tuple
-
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
+from functools import lru_cache
+from typing import Tuple
 
 
 def _symmetric_source(padded_index: int, length: int, pad_start: int) -> int:
