@@ -234,3 +234,11 @@ def test_two_process_torchrun_keeps_ranks_bitwise_equal(tmp_path, tiny_lmdbs, te
     assert [d[0] for d in digests] == ['2', '4', '-1']
     assert all(rank0 == rank1 for _, rank0, rank1 in digests) and digests[0][1] != digests[1][1]
     assert len(re.findall(r'l_pix_zo: \S+ l_augkd_zo: \S+ l_pix: \S+ l_kd: \S+ l_augkd_zi: \S+', log)) == 4
+
+
+def test_mixed_quarter_turns_of_non_square_samples_are_refused():
+    augment = InvertibleAugment({'rot90': 0.5})
+    flags = torch.tensor([[True], [False]])
+    with pytest.raises(ValueError, match='Cannot rotate some samples of a batch of non-square'):
+        augment.apply(torch.rand(2, 3, 4, 6), flags)
+    assert torch.equal(augment.apply(torch.zeros(2, 3, 4, 6), flags.logical_and(False)), torch.zeros(2, 3, 4, 6))

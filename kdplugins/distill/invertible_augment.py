@@ -84,13 +84,13 @@ class InvertibleAugment:
 
     @staticmethod
     def _where(mask: torch.Tensor, op: Op, x: torch.Tensor) -> torch.Tensor:
+        """``op(x)`` for the samples of ``mask``, ``x`` for the others (no host synchronization for square samples)."""
+        transformed = op(x)
+        if transformed.shape == x.shape:
+            return torch.where(mask.view(-1, *([1] * (x.dim() - 1))), transformed, x)
+        if bool(mask.all()):  # a quarter turn of non-square samples: only whole batches can turn
+            return transformed
         if not bool(mask.any()):
             return x
-        transformed = op(x)
-        if transformed.shape != x.shape:  # a quarter turn of non-square samples: only whole batches can turn
-            if bool(mask.all()):
-                return transformed
-            raise ValueError(f'Cannot rotate some samples of a batch of non-square {tuple(x.shape[-2:])} samples by '
-                             f'90 or 270 degrees: use square training patches or drop {TURNS_SHAPE} from '
-                             'label_consistency.')
-        return torch.where(mask.view(-1, *([1] * (x.dim() - 1))), transformed, x)
+        raise ValueError(f'Cannot rotate some samples of a batch of non-square {tuple(x.shape[-2:])} samples by 90 or '
+                         f'270 degrees: use square training patches or drop {TURNS_SHAPE} from label_consistency.')
