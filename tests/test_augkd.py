@@ -241,4 +241,4 @@ def test_mixed_quarter_turns_of_non_square_samples_are_refused():
     flags = torch.tensor([[True], [False]])
     with pytest.raises(ValueError, match='Cannot rotate some samples of a batch of non-square'):
         augment.apply(torch.rand(2, 3, 4, 6), flags)
-    assert torch.equal(augment.apply(torch.zeros(2, 3, 4, 6), flags.logical_and(False)), torch.zeros(2, 3, 4, 6))
+    assert torch.equal(augment.apply(torch.zeros(2, 3, 4, 6), torch.zeros_like(flags)), torch.zeros(2, 3, 4, 6))
