@@ -22,7 +22,12 @@ os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # torch.profiler logs "gpuGetDev
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import kdplugins  # noqa: E402,F401  (compat fixes and registration before basicsr is used)
+
+# isort: split
+from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
+
 from kdplugins.utils import efficiency  # noqa: E402
+from kdplugins.utils.options_check import unknown_type_message  # noqa: E402
 from kdplugins.utils.plots import tradeoff_plot  # noqa: E402
 
 
@@ -99,6 +104,9 @@ def main(argv: List[str]) -> None:
     args = parse_args(argv)
     device = efficiency.resolve_device(args.device)
     networks = named_networks(args)
+    for name, options in networks:
+        if options['type'] not in ARCH_REGISTRY:
+            raise SystemExit(unknown_type_message(ARCH_REGISTRY, options['type'], f'network {name}'))
     if args.psnr and len(args.psnr) != len(networks):
         raise SystemExit(f'--psnr gives {len(args.psnr)} values for {len(networks)} networks: one per table row.')
     reports = [

@@ -134,3 +134,15 @@ def test_script_writes_the_module_counts(tmp_path):
     assert record['peak_memory_bytes'] > efficiency.held_tensor_bytes(net, torch.rand(1, 3, 32, 32))
     assert record['memory_method'].startswith('CPU')
     assert '| MSRResNet(num_feat=8, num_block=1, upscale=2) | 4,531 |' in (tmp_path / 'efficiency.md').read_text()
+
+
+def test_script_names_an_unknown_arch_with_close_names(tmp_path):
+    command = [
+        sys.executable,
+        os.path.join(ROOT, 'scripts', 'benchmark_efficiency.py'), '--arch', 'RFDNN', '--out-dir',
+        str(tmp_path)
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "network RFDNN(): unknown arch type 'RFDNN'. Close registered names: RFDN," in result.stderr
+    assert not (tmp_path / 'efficiency.json').exists()
