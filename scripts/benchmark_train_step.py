@@ -77,8 +77,11 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as root:
         options = [load_options(path, root) for path in args.opt]
+        datasets = [build_dataset(opt['datasets']['train']) for opt in options]
+        for opt, dataset in zip(options, datasets):
+            opt['datasets']['train']['num_images'] = len(dataset)  # as the trainer records it (CRD's n_data: auto)
         dataset_opt = options[0]['datasets']['train']
-        loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=options[0]['num_gpu'], seed=0)
+        loader = build_dataloader(datasets[0], dataset_opt, num_gpu=options[0]['num_gpu'], seed=0)
         batches = []
         while len(batches) < args.repeat + args.warmup:
             batches.extend(loader)

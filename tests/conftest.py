@@ -36,7 +36,7 @@ def set5_hr(shared_data) -> Path:
 
 @pytest.fixture(scope='session')
 def tiny_lmdbs(tmp_path_factory, set5_hr) -> dict:
-    """Real paired x2 LMDBs made by scripts/create_lmdb.py from Set5: 6 training sub-images of 48x48 (from two
+    """Real paired x2 LMDBs made by scripts/create_lmdb.py from Set5: 18 training sub-images of 48x48 (from two
     images) and 2 whole validation images."""
     root = tmp_path_factory.mktemp('lmdb')
     train_hr = root / 'train_hr_images'
