@@ -61,9 +61,10 @@ RECIPE = {
     'milestones': [500],
     'val_freq': 100,
     'seeds': [0, 1],
-    # feature taps: the last features before the upsampler of each network
-    'student_layer': 'conv_after_body',
-    'teacher_layer': 'LR_conv',
+    # feature taps: the deep features before the upsampler (EDSR's conv_after_body output is summed in place with
+    # the shallow features, so the tap is the residual body; RFDN's fused block outputs)
+    'student_layer': 'body',
+    'teacher_layer': 'c',
 }
 
 
