@@ -29,6 +29,8 @@ from basicsr.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils.options import ordered_yaml  # noqa: E402
 
+from kdplugins.utils.host_memory import keep_freed_host_memory  # noqa: E402
+
 
 def load_options(path: str, root: str) -> dict:
     with open(path) as f:
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per model before the rounds')
     parser.add_argument('--rounds', type=int, default=1)
     args = parser.parse_args()
+    keep_freed_host_memory()  # as python -m kdplugins.train does
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as root:
         options = [load_options(path, root) for path in args.opt]
