@@ -2,9 +2,9 @@
 
 glibc serves every allocation above 32 MiB (feature maps of a batch of SR patches, their gradients) with a fresh
 ``mmap`` and gives it back with ``munmap`` when the tensor is freed, so every training step faults in and zeroes all
-of its large tensors again: millions of page faults per minute on a CPU run (docs/augkd.md). Serving them from the heap and not
-trimming it makes later steps reuse the same pages, as PyTorch's caching allocator does on a GPU. The cost: the
-process keeps its peak host memory until it ends.
+of its large tensors again: millions of page faults per minute on a CPU run (docs/augkd.md). Serving them from the
+heap and not trimming it makes later steps reuse the same pages, as PyTorch's caching allocator does on a GPU. The
+cost: the process keeps its peak host memory until it ends.
 """
 import ctypes
 import ctypes.util
