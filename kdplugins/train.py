@@ -18,6 +18,16 @@ def main() -> None:
     install_option_checks()
     keep_freed_host_memory()
     basicsr.train.train_pipeline(os.getcwd())
+    close_process_group()
+
+
+def close_process_group() -> None:
+    """Let every rank finish, then shut the process group down (basicsr leaves it open: a rank that exits while
+    another still validates can abort in the teardown of gloo's threads)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':

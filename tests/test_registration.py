@@ -72,4 +72,4 @@ def test_list_command(tmp_path):
     lines = {line.split(' (')[0]: line for line in out.splitlines()}
     assert set(lines) == {'arch', 'model', 'loss', 'dataset'}
     assert 'KDModel' in lines['model'] and 'PairedImageDatasetWithIndex' in lines['dataset']
-    assert 'SRModel' not in out
+    assert 'SRModel' not in lines['model'].split(': ')[1].split(', ')
