@@ -129,7 +129,7 @@ def carn_slice_specs(net: CARN, channels: int) -> Dict[str, SliceSpec]:
 
 
 @register(ARCH_REGISTRY)
-class SlimCARN(CARN, SlimmableMixin):
+class SlimCARN(SlimmableMixin, CARN):
     """CARN whose ``forward(x, width_mult)`` runs the student made of the first ``int(channels * width_mult)``
     channels of every layer; the 1x1 fusions of the cascades keep the first channels of *each* concatenated part.
     At width 1.0 it is :class:`CARN` (same names, same outputs); the student equals
@@ -140,10 +140,6 @@ class SlimCARN(CARN, SlimmableMixin):
         super().__init__(scale, channels, multi_scale)
         self.arch_options = dict(scale=scale, channels=channels, multi_scale=multi_scale)
         self.width_state = make_slimmable(self, carn_slice_specs(self, channels))
-
-    def forward(self, x: torch.Tensor, width_mult: float = 1.0) -> torch.Tensor:
-        with self.use_width(width_mult):
-            return super().forward(x)
 
     def feature_channels(self) -> int:
         return self.arch_options['channels']

@@ -1,5 +1,4 @@
 """SlimEDSR: BasicSR's EDSR as a channel-splitting network (CSSR-Net, CSD paper Sec. 3.1, Fig. 2)."""
-import torch
 from basicsr.archs.edsr_arch import EDSR
 from basicsr.utils.registry import ARCH_REGISTRY
 from typing import Sequence
@@ -9,7 +8,7 @@ from kdplugins.utils.registry import register
 
 
 @register(ARCH_REGISTRY)
-class SlimEDSR(EDSR, SlimmableMixin):
+class SlimEDSR(SlimmableMixin, EDSR):
     """EDSR (same arguments, parameter names and initialization as ``basicsr.archs.edsr_arch.EDSR``) whose
     ``forward(x, width_mult)`` runs the student CSSR-Net made of the first ``int(num_feat * width_mult)`` channels of
     every layer (the RGB input of ``conv_first`` and output of ``conv_last`` stay whole). At width 1.0 it is EDSR:
@@ -38,10 +37,6 @@ class SlimEDSR(EDSR, SlimmableMixin):
         specs = {'conv_first': SliceSpec(fixed_in=True), 'conv_last': SliceSpec(fixed_out=True)}
         specs.update(upsampler_specs(self.upsample))
         self.width_state = make_slimmable(self, specs)
-
-    def forward(self, x: torch.Tensor, width_mult: float = 1.0) -> torch.Tensor:
-        with self.use_width(width_mult):
-            return super().forward(x)
 
     def feature_channels(self) -> int:
         return self.arch_options['num_feat']

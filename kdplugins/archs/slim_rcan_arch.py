@@ -1,5 +1,4 @@
 """SlimRCAN: BasicSR's RCAN as a channel-splitting network (CSSR-Net, CSD paper Sec. 3.1)."""
-import torch
 from basicsr.archs.rcan_arch import RCAN
 from basicsr.utils.registry import ARCH_REGISTRY
 from typing import Sequence
@@ -9,7 +8,7 @@ from kdplugins.utils.registry import register
 
 
 @register(ARCH_REGISTRY)
-class SlimRCAN(RCAN, SlimmableMixin):
+class SlimRCAN(SlimmableMixin, RCAN):
     """RCAN (same arguments, parameter names and initialization as ``basicsr.archs.rcan_arch.RCAN``) whose
     ``forward(x, width_mult)`` runs the student made of the first ``int(C * width_mult)`` channels of every layer,
     the channel-attention squeeze convs included (``C / squeeze_factor`` channels). At width 1.0 it is RCAN.
@@ -46,10 +45,6 @@ class SlimRCAN(RCAN, SlimmableMixin):
         specs = {'conv_first': SliceSpec(fixed_in=True), 'conv_last': SliceSpec(fixed_out=True)}
         specs.update(upsampler_specs(self.upsample))
         self.width_state = make_slimmable(self, specs)
-
-    def forward(self, x: torch.Tensor, width_mult: float = 1.0) -> torch.Tensor:
-        with self.use_width(width_mult):
-            return super().forward(x)
 
     def feature_channels(self) -> int:
         return self.arch_options['num_feat']

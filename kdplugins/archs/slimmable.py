@@ -191,10 +191,16 @@ def slim_layers(net: nn.Module) -> Iterator[Tuple[str, _Slimmable]]:
 class SlimmableMixin:
     """Width handling of a slimmable arch (``forward(x, width_mult=1.0)``) and its extraction.
 
-    An arch sets ``self.width_state = make_slimmable(self, specs)`` and implements :meth:`plain_options`.
+    An arch lists the mixin before its parent (``class SlimEDSR(SlimmableMixin, EDSR)``), sets
+    ``self.width_state = make_slimmable(self, specs)`` and implements :meth:`plain_options`.
     """
 
     width_state: WidthState
+
+    def forward(self, x: torch.Tensor, width_mult: float = 1.0) -> torch.Tensor:
+        """The parent arch's forward with every slimmable layer at ``width_mult`` (list the mixin first)."""
+        with self.use_width(width_mult):
+            return super().forward(x)
 
     def check_width(self, width_mult: float) -> None:
         """Clear error (naming the layer) when ``width_mult`` is out of (0, 1] or leaves a layer with no channel."""
