@@ -38,3 +38,11 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.linear(pooled_vector(feat, self.pool_size)), dim=1)
+
+
+def check_same_spatial_size(loss_name: str, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> None:
+    """Clear error for a loss that compares student and teacher features position by position."""
+    if student_feat.shape[-2:] != teacher_feat.shape[-2:]:
+        raise ValueError(f'{loss_name} needs features of the same spatial size; got student '
+                         f'{tuple(student_feat.shape)} and teacher {tuple(teacher_feat.shape)}. Pick layers before '
+                         'the upsamplers of both networks.')

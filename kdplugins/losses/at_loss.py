@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from kdplugins.distill.connectors import check_same_spatial_size
 from kdplugins.utils.registry import register
 
 
@@ -33,9 +34,6 @@ class ATLoss(nn.Module):
         self.p = float(p)
 
     def forward(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
-        if student_feat.shape[-2:] != teacher_feat.shape[-2:]:
-            raise ValueError(f'ATLoss needs features of the same spatial size; got student {tuple(student_feat.shape)} '
-                             f'and teacher {tuple(teacher_feat.shape)}. Pick layers before the upsamplers of both '
-                             'networks.')
+        check_same_spatial_size('ATLoss', student_feat, teacher_feat)
         difference = attention_map(student_feat, self.p) - attention_map(teacher_feat, self.p)
         return self.loss_weight * difference.pow(2).mean()

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from kdplugins.distill.connectors import check_same_spatial_size
 from kdplugins.utils.registry import register
 
 AFFINITY_EPS = 1e-7  # added to the channel norms, as in the authors' code
@@ -40,10 +41,7 @@ class FAKDLoss(nn.Module):
         self.criterion = criterion
 
     def forward(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
-        if student_feat.shape[-2:] != teacher_feat.shape[-2:]:
-            raise ValueError(f'FAKDLoss needs features of the same spatial size; got student '
-                             f'{tuple(student_feat.shape)} and teacher {tuple(teacher_feat.shape)}. Pick layers before '
-                             'the upsamplers of both networks.')
+        check_same_spatial_size('FAKDLoss', student_feat, teacher_feat)
         affinity_s, affinity_t = spatial_affinity(student_feat), spatial_affinity(teacher_feat)
         if self.criterion == 'l1':
             return self.loss_weight * F.l1_loss(affinity_s, affinity_t)

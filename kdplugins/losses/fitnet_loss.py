@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from kdplugins.distill.connectors import conv1x1_connector
+from kdplugins.distill.connectors import check_same_spatial_size, conv1x1_connector
 from kdplugins.utils.registry import register
 
 
@@ -30,8 +30,5 @@ class FitNetLoss(nn.Module):
         self.loss_weight = loss_weight
 
     def forward(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
-        if student_feat.shape[-2:] != teacher_feat.shape[-2:]:
-            raise ValueError(f'FitNetLoss needs features of the same spatial size; got student '
-                             f'{tuple(student_feat.shape)} and teacher {tuple(teacher_feat.shape)}. Pick layers before '
-                             'the upsamplers of both networks.')
+        check_same_spatial_size('FitNetLoss', student_feat, teacher_feat)
         return self.loss_weight * F.mse_loss(self.regressor(student_feat), teacher_feat)
