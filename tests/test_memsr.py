@@ -11,9 +11,11 @@ from basicsr.archs.edsr_arch import EDSR
 from basicsr.archs.rcan_arch import RCAN
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from conftest import REPO, kd_options, run_module, run_script, write_yaml
+from torch.profiler import ProfilerActivity, profile
+from typing import List
 
 from kdplugins.archs.pixelshuffle_edsr_arch import PixelShuffleEDSR
-from kdplugins.archs.plainsr_arch import PlainSR
+from kdplugins.archs.plainsr_arch import OnePadConv2d, PlainSR
 from kdplugins.memsr.convert import (AffineConv, bias_rm, check_offset, concat_pieces, conv_then_1x1, convert_edsr,
                                      edsr_parts, identity_conv, merge_1x1_then_conv, merge_parallel, one_pad,
                                      teacher_plain_forward, to_plain_sr)
@@ -104,6 +106,47 @@ def test_plain_equivalent_is_exact_including_borders(name, scale):
         assert relative_max_diff(plain32(x.float()).double(), reference) < 1e-4
     assert len(plain.body) == 2 * len(teacher.body) + 2
     assert plain.input_one_channel == (name != 'psedsr-res0.5')  # an input mean needs the one-channel of Eq. 3
+
+
+@pytest.mark.parametrize('height, width', [(1, 1), (1, 6), (5, 1), (2, 2), (7, 9)])
+def test_one_pad_conv_equals_the_conv_over_the_concatenation(height, width):
+    torch.manual_seed(height * 10 + width)
+    conv = OnePadConv2d(5, 6).double()
+    x = torch.randn(2, 4, height, width, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    reference = F.conv2d(one_pad(x), conv.weight, conv.bias, 1, 1)  # Eq. 3 as written: concatenate, then conv
+    assert (out - reference).abs().max() < 1e-13
+    grads = torch.autograd.grad((out * out).sum(), (x, conv.weight, conv.bias))
+    reference_grads = torch.autograd.grad((reference * reference).sum(), (x, conv.weight, conv.bias))
+    for grad, reference_grad in zip(grads, reference_grads):
+        assert (grad - reference_grad).abs().max() < 1e-11
+
+
+def live_bytes_after_each_op(net: torch.nn.Module, x: torch.Tensor) -> List[int]:
+    """Bytes held by tensors allocated during ``net(x)`` at the end of each top-level operator (kernel scratch,
+    freed inside its operator, excluded), from torch.profiler's memory records."""
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        net(x)
+    events = prof.profiler.kineto_results.events()
+    memory = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == '[memory]')
+    ops = sorted((e.start_ns(), e.start_ns() + e.duration_ns()) for e in events if e.name().startswith('aten::'))
+    ends, last_end = [], -1
+    for start, end in ops:
+        if start >= last_end:  # not nested in the previous top-level operator
+            ends.append(end)
+            last_end = end
+    return [sum(nbytes for time, nbytes in memory if time <= end) for end in ends]
+
+
+def test_plain_inference_keeps_at_most_two_feature_maps_alive():
+    x = torch.rand(1, 3, 40, 40)
+    feature_map = 16 * 40 * 40 * 4
+    plain = PlainSR(widths=[16] * 10, upscale=2, one_pad=True).eval()
+    teacher = PixelShuffleEDSR(num_feat=16, num_block=4, upscale=2).eval()
+    plain(x), teacher(x)  # warm-up: one-time allocations
+    small_tensors = 4096  # per-channel sums of OnePadConv2d
+    assert max(live_bytes_after_each_op(plain, x)) <= 2 * feature_map + small_tensors
+    assert max(live_bytes_after_each_op(teacher, x)) >= 5 * feature_map  # global skip, block input, conv outputs
 
 
 def test_teacher_plain_features_are_the_converted_networks_features():

@@ -23,8 +23,9 @@ feature maps into each convolution in the plain model"): every conv, the tail's 
 constant-one channel prepended (Eq. 3), which the conv zero-pads like any feature, so that a kernel tap of that channel
 outside the image contributes nothing: a bias that depends on the distance to the border. The winning initialization
 solves such kernels (Eq. 10-11); without ``one_pad`` their one-channel taps are summed into an ordinary bias, exact
-inside the image only. The copy costs one concatenation per layer, no extra feature map: the input of the concatenation
-is released before the conv runs.
+inside the image only. :class:`OnePadConv2d` computes it without building the padded input: the one-channel's taps
+become a bias, and the taps that fall outside the image are subtracted on the border rows and columns, so the
+one-channel costs neither a copy of the feature map nor a wider convolution.
 
 Two options exist for the exact plain equivalents that :mod:`kdplugins.memsr.convert` builds from EDSR-style teachers
 (students do not need them): ``input_one_channel`` prepends the constant-one channel of Eq. 3 to the image only
@@ -36,6 +37,7 @@ import math
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+from torch.nn import functional as F
 from typing import List, Optional, Sequence
 
 from kdplugins.utils.registry import register
@@ -82,25 +84,68 @@ def preset_widths(preset: Optional[str], widths: Optional[Sequence[int]]) -> Lis
     return [PLAIN_PRESETS[preset]['width']] * PLAIN_PRESETS[preset]['num_layers']
 
 
-class ConvReLU(nn.Module):
-    """One plain layer: 3x3 conv (bias) then in-place ReLU. Its output is the post-activation feature F_i."""
+class OnePadConv2d(nn.Conv2d):
+    """A 3x3 conv (padding 1) over ``one_pad(x)`` (Eq. 3): ``weight[:, 0]`` are the taps of the constant-one channel,
+    ``weight[:, 1:]`` those of ``x``; ``in_channels`` counts the one-channel, so the parameters (and checkpoints) are
+    those of an ``nn.Conv2d`` over the concatenation.
 
-    def __init__(self, in_channels: int, out_channels: int):
+    The one-channel is 1 on the image and 0 in the zero padding, so its contribution at a pixel is the sum of the taps
+    that land on the image: all nine inside, and on a border row or column the sum minus the row or column of taps
+    that falls outside (a corner pixel adds back the tap it subtracted twice). Equal to the conv over the
+    concatenation up to float rounding, at every pixel, for any height and width.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, 3, 1, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ones_taps = self.weight[:, 0]  # (out, 3, 3)
+        bias = ones_taps.sum((1, 2))
+        if self.bias is not None:
+            bias = bias + self.bias
+        out = F.conv2d(x, self.weight[:, 1:], bias, 1, 1)
+        rows = ones_taps.sum(2)[:, :, None]  # (out, 3, 1): taps of kernel row 0 / 1 / 2
+        cols = ones_taps.sum(1)[:, None, :]  # (out, 1, 3)
+        out[:, :, :1, :] -= rows[:, 0:1]  # top row: kernel row 0 reads the padding
+        out[:, :, -1:, :] -= rows[:, 2:3]
+        out[:, :, :, :1] -= cols[:, :, 0:1]
+        out[:, :, :, -1:] -= cols[:, :, 2:3]
+        for row, col in ((0, 0), (0, 2), (2, 0), (2, 2)):
+            out[:, :, -(row == 2), -(col == 2)] += ones_taps[:, row, col]
+        return out
+
+
+def plain_conv(in_channels: int, out_channels: int, reads_one_channel: bool) -> nn.Conv2d:
+    """A 3x3 conv of a plain model; ``reads_one_channel``: over ``one_pad`` of its input (one more input channel)."""
+    if reads_one_channel:
+        return OnePadConv2d(in_channels + 1, out_channels)
+    return nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+
+
+class ConvReLU(nn.Module):
+    """One plain layer: 3x3 conv (bias; over ``one_pad`` of the input if asked) then in-place ReLU. Its output is the
+    post-activation feature F_i."""
+
+    def __init__(self, in_channels: int, out_channels: int, reads_one_channel: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+        self.conv = plain_conv(in_channels, out_channels, reads_one_channel)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.conv(x))
 
 
-def pixelshuffle_tail(in_channels: int, out_channels: int, scale: int) -> nn.Sequential:
+def pixelshuffle_tail(in_channels: int,
+                      out_channels: int,
+                      scale: int,
+                      reads_one_channel: bool = False) -> nn.Sequential:
     """The paper's up-sampling part (Sec. 3.1): one 3x3 conv to ``out_channels * scale**2``, then PixelShuffle."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels * scale**2, 3, 1, 1), nn.PixelShuffle(scale))
+    return nn.Sequential(plain_conv(in_channels, out_channels * scale**2, reads_one_channel), nn.PixelShuffle(scale))
 
 
-def edsr_tail(in_channels: int, feat: int, out_channels: int, scale: int) -> nn.Sequential:
-    """BasicSR ``EDSR``'s ``upsample`` then ``conv_last``, the first conv reading ``in_channels``."""
+def edsr_tail(in_channels: int, feat: int, out_channels: int, scale: int, reads_one_channel: bool = False) -> nn.Sequential:
+    """BasicSR ``EDSR``'s ``upsample`` then ``conv_last``, the first conv reading ``in_channels`` (and the
+    one-channel if asked)."""
     if scale & (scale - 1) == 0:
         steps = [(4, 2)] * int(math.log2(scale))
     elif scale == 3:
@@ -110,8 +155,8 @@ def edsr_tail(in_channels: int, feat: int, out_channels: int, scale: int) -> nn.
     layers: List[nn.Module] = []
     channels = in_channels
     for factor, shuffle in steps:
-        layers += [nn.Conv2d(channels, factor * feat, 3, 1, 1), nn.PixelShuffle(shuffle)]
-        channels = feat
+        layers += [plain_conv(channels, factor * feat, reads_one_channel), nn.PixelShuffle(shuffle)]
+        channels, reads_one_channel = feat, False
     layers.append(nn.Conv2d(feat, out_channels, 3, 1, 1))
     return nn.Sequential(*layers)
 
@@ -151,26 +196,18 @@ class PlainSR(nn.Module):
         self.upsampler = upsampler
         self.one_pad = bool(one_pad)
         self.input_one_channel = bool(input_one_channel) and not self.one_pad
-        extra = int(self.one_pad)
-        channels = [num_in_ch + int(self.input_one_channel)] + self.widths
-        self.body = nn.ModuleList(ConvReLU(c_in + extra, c_out) for c_in, c_out in zip(channels[:-1], channels[1:]))
+        channels = [num_in_ch] + self.widths
+        reads_one_channel = [self.one_pad or self.input_one_channel] + [self.one_pad] * (len(self.widths) - 1)
+        self.body = nn.ModuleList(
+            ConvReLU(c_in, c_out, one) for c_in, c_out, one in zip(channels[:-1], channels[1:], reads_one_channel))
         if upsampler == 'pixelshuffle':
-            self.upsample = pixelshuffle_tail(self.widths[-1] + extra, num_out_ch, self.upscale)
+            self.upsample = pixelshuffle_tail(self.widths[-1], num_out_ch, self.upscale, self.one_pad)
         elif upsampler == 'edsr':
-            self.upsample = edsr_tail(self.widths[-1] + extra, upsample_feat, num_out_ch, self.upscale)
+            self.upsample = edsr_tail(self.widths[-1], upsample_feat, num_out_ch, self.upscale, self.one_pad)
         else:
             raise ValueError(f"PlainSR: upsampler must be 'pixelshuffle' or 'edsr', got {upsampler!r}.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_one_channel:
-            x = prepend_ones(x)
-        for layer in self.body:
-            if self.one_pad:
-                x = prepend_ones(x)  # the previous map is released here, before the conv allocates its output
-            x = layer(x)
-        return self.upsample(prepend_ones(x) if self.one_pad else x)
-
-
-def prepend_ones(x: torch.Tensor) -> torch.Tensor:
-    """``one_pad`` of Eq. 3: a constant-one channel in front of ``x``."""
-    return torch.cat([torch.ones_like(x[:, :1]), x], dim=1)
+        for layer in (*self.body, *self.upsample):
+            x = layer(x)  # the input of each layer is released as soon as its output exists
+        return x
