@@ -143,7 +143,11 @@ def pixelshuffle_tail(in_channels: int,
     return nn.Sequential(plain_conv(in_channels, out_channels * scale**2, reads_one_channel), nn.PixelShuffle(scale))
 
 
-def edsr_tail(in_channels: int, feat: int, out_channels: int, scale: int, reads_one_channel: bool = False) -> nn.Sequential:
+def edsr_tail(in_channels: int,
+              feat: int,
+              out_channels: int,
+              scale: int,
+              reads_one_channel: bool = False) -> nn.Sequential:
     """BasicSR ``EDSR``'s ``upsample`` then ``conv_last``, the first conv reading ``in_channels`` (and the
     one-channel if asked)."""
     if scale & (scale - 1) == 0:
