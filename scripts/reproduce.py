@@ -26,8 +26,6 @@ sys.path.insert(0, ROOT)
 import kdplugins  # noqa: E402,F401  (compat fixes and registration before basicsr is used)
 
 # isort: split
-from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY  # noqa: E402
-
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb  # noqa: E402
 
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
@@ -65,6 +63,20 @@ RECIPE = {
     # the shallow features, so the tap is the residual body; RFDN's fused block outputs)
     'student_layer': 'body',
     'teacher_layer': 'c',
+}
+
+# CSD: student width and contrastive weight as in options/train/CSD; the negatives are the other LR images of the batch
+# (upsampled), so at most batch - 1 of them (the paper's 10 need a batch of 11). The VGG-19 of the contrastive loss
+# needs ImageNet weights that are not on this machine: 'random' runs an untrained VGG-19 (not the paper's loss; the
+# report says which was used), --vgg-weights PATH loads the real ones. The VGG-19 passes (anchor, positive and
+# negatives of every sample) make a CSD step at the recipe's 256x256 patches about 30 s here, so CSD and J-T share
+# smaller patches (64x64 HR) with the recipe's batch, iterations and seeds.
+CSD = {
+    'gt_size': 64,
+    'width_mult': 0.5,
+    'lambda_c': 200.0,
+    'num_negatives': RECIPE['batch_size'] - 1,
+    'vgg_weights': 'random'
 }
 
 
@@ -204,38 +216,153 @@ def with_feature_loss(opt: dict, loss: dict, needs_index: bool = False) -> dict:
     return opt
 
 
-# method: (what it needs registered, how it patches the base options)
-METHODS: Dict[str, Tuple[List[str], Callable[[dict], dict]]] = {
-    'scratch': ([], lambda opt: opt),
-    'kd': ([], lambda opt: with_rfdn_teacher(opt)),
-    'augkd': (['AugKDModel'], lambda opt: with_rfdn_teacher(opt, 'AugKDModel')),
-    'crd': (['CRDLoss'], lambda opt: with_feature_loss(
+# ------------------------------------------------------------------------------------------------------------------
+# CSD against joint training (J-T): a slimmable EDSR whose width-0.5 part is the recipe's student
+def slim_edsr() -> dict:
+    return {**RECIPE['student'], 'type': 'SlimEDSR', 'num_feat': 2 * RECIPE['student']['num_feat']}
+
+
+def csd_init_file(seed: int) -> str:
+    """One initialization per seed, written once and loaded by both J-T and CSD (same initialization for both)."""
+    path = os.path.join('experiments', 'reproduce_init', f'SlimEDSR_seed{seed}.pth')
+    if not os.path.isfile(path):
+        import torch
+        from basicsr.archs import build_network
+        torch.manual_seed(seed)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save({'params': build_network(slim_edsr()).state_dict()}, path)
+    return path
+
+
+def with_csd(opt: dict, seed: int, contrastive: bool) -> dict:
+    opt['model_type'] = 'CSDModel'
+    opt['datasets']['train']['gt_size'] = CSD['gt_size']
+    opt['network_g'] = slim_edsr()
+    opt['path']['pretrain_network_g'] = csd_init_file(seed)
+    opt['train']['csd'] = {
+        'width_mult': CSD['width_mult'],
+        'lambda_t': 1.0,
+        'lambda_c': CSD['lambda_c'] if contrastive else 0.0,
+        'detach_teacher': True
+    }
+    if contrastive:
+        opt['train']['contrastive_opt'] = {
+            'type': 'CSDContrastiveLoss',
+            'num_negatives': CSD['num_negatives'],
+            'vgg_weights': CSD['vgg_weights'],
+        }
+    opt['val']['width_mult'] = CSD['width_mult']
+    return opt
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# MemSR: a PixelShuffleEDSR teacher trained first, then plain students of its plain equivalent's depth
+MEMSR_OPTIONS = os.path.join('options', 'train', 'MemSR', 'train_MemSR_PlainS_f32_x4.yml')
+
+
+def memsr_init_file() -> str:
+    """The winning initialization computed from the teacher run (named after it)."""
+    return os.path.join('experiments', 'reproduce_init', f'MemSR_init_from_{run_name("memsr_teacher", 0)}.pth')
+
+
+def memsr_teacher(opt: dict) -> dict:
+    """PixelShuffleEDSR with the recipe student's width and depth, trained alone with the recipe."""
+    student = RECIPE['student']
+    opt['network_g'] = {
+        'type': 'PixelShuffleEDSR',
+        'num_feat': student['num_feat'],
+        'num_block': student['num_block'],
+        'upscale': RECIPE['scale']
+    }
+    return opt
+
+
+def memsr_student(opt: dict, data: Dict[str, str], winning_init: bool, distill: bool) -> dict:
+    """The settings of options/train/MemSR (MemSRModel, one-cycle lr, lambda, epsilon, C, bridges from Algorithm 1)
+    with the recipe's data, patch, batch and iterations; the student has one width per plain teacher layer."""
+    with open(MEMSR_OPTIONS) as f:
+        memsr = yaml.safe_load(f)
+    teacher = memsr_teacher({})['network_g']
+    opt['model_type'] = memsr['model_type']
+    opt['network_t'] = teacher
+    opt['network_g'] = {**memsr['network_g'], 'widths': [teacher['num_feat']] * (2 * teacher['num_block'] + 2)}
+    opt['path'].update(
+        pretrain_network_t=os.path.join('experiments', run_name('memsr_teacher', 0), 'models', 'net_g_latest.pth'),
+        param_key_t='params',
+        pretrain_network_g=memsr_init_file() if winning_init else None,
+        param_key_g='params')
+    opt['train'].update(optim_g=memsr['train']['optim_g'], scheduler=memsr['train']['scheduler'])
+    opt['train']['memsr'] = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
+    if not distill:
+        opt['train']['memsr']['lambda'] = 0.0
+    if not os.path.isfile(memsr_init_file()):
+        write_memsr_init(opt, data)
+    return opt
+
+
+def write_memsr_init(student_opt: dict, data: Dict[str, str]) -> None:
+    """Train the teacher (once), then scripts/memsr_init.py writes the student's and the bridges' initialization."""
+    train('memsr_teacher', 0, data)
+    opt_path = os.path.join(OPTIONS_DIR, 'memsr_init.yml')
+    with open(opt_path, 'w') as f:
+        yaml.safe_dump(student_opt, f, sort_keys=False)
+    command = [sys.executable, os.path.join('scripts', 'memsr_init.py'), '-opt', opt_path, '--out', memsr_init_file()]
+    print(f'MemSR winning initialization: {" ".join(command)}', flush=True)
+    subprocess.run(command, check=True)
+
+
+# method: how it patches the base options of (seed, data)
+METHODS: Dict[str, Callable[[dict, int, Dict[str, str]], dict]] = {
+    'scratch':
+    lambda opt, seed, data: opt,
+    'kd':
+    lambda opt, seed, data: with_rfdn_teacher(opt),
+    'augkd':
+    lambda opt, seed, data: with_rfdn_teacher(opt, 'AugKDModel'),
+    'crd':
+    lambda opt, seed, data: with_feature_loss(
         with_rfdn_teacher(opt), {
             'type': 'CRDLoss',
             'loss_weight': 0.8,
             'n_data': 'auto',
             'nce_k': 1024
         },
-        needs_index=True)),
+        needs_index=True),
     'fitnet':
-    (['FitNetLoss'],
-     lambda opt: with_feature_loss(with_rfdn_teacher(opt, kd_weight=None), {
-         'type': 'FitNetLoss',
-         'loss_weight': 1e-4
-     })),
+    lambda opt, seed, data: with_feature_loss(
+        with_rfdn_teacher(opt, kd_weight=None), {
+            'type': 'FitNetLoss',
+            'loss_weight': 1e-4
+        }),
     'fakd':
-    (['FAKDLoss'],
-     lambda opt: with_feature_loss(with_rfdn_teacher(opt, kd_weight=None), {
-         'type': 'FAKDLoss',
-         'loss_weight': 1.0
-     })),
+    lambda opt, seed, data: with_feature_loss(
+        with_rfdn_teacher(opt, kd_weight=None), {
+            'type': 'FAKDLoss',
+            'loss_weight': 1.0
+        }),
+    'jt':
+    lambda opt, seed, data: with_csd(opt, seed, contrastive=False),
+    'csd':
+    lambda opt, seed, data: with_csd(opt, seed, contrastive=True),
+    'memsr_teacher':
+    lambda opt, seed, data: memsr_teacher(opt),
+    'memsr':
+    lambda opt, seed, data: memsr_student(opt, data, winning_init=True, distill=True),
+    'memsr_random':
+    lambda opt, seed, data: memsr_student(opt, data, winning_init=False, distill=True),
+    'memsr_init_only':
+    lambda opt, seed, data: memsr_student(opt, data, winning_init=True, distill=False),
 }
+# (title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
+CLAIMS = [
+    ('Distillation from the pretrained RFDN against the student trained alone',
+     ['scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd'], 'scratch'),
+    ('CSD against joint training (J-T), same slimmable EDSR and initialization', ['jt', 'csd'], 'jt'),
+    ('MemSR: plain student, winning initialization + feature distillation',
+     ['memsr_random', 'memsr_init_only', 'memsr'], 'memsr_random'),
+]
+SINGLE_SEED = {'memsr_teacher'}
 BASELINE = 'scratch'
-
-
-def missing_types(names: List[str]) -> List[str]:
-    registered = set(MODEL_REGISTRY._obj_map) | set(LOSS_REGISTRY._obj_map)
-    return [name for name in names if name not in registered]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -253,7 +380,7 @@ def train(method: str, seed: int, data: Dict[str, str]) -> None:
     if finished(name):
         print(f'{name}: done', flush=True)
         return
-    opt = METHODS[method][1](base_options(name, seed, data))
+    opt = METHODS[method](base_options(name, seed, data), seed, data)
     os.makedirs(OPTIONS_DIR, exist_ok=True)
     opt_path = os.path.join(OPTIONS_DIR, f'{name}.yml')
     with open(opt_path, 'w') as f:
@@ -327,8 +454,9 @@ def mean_spread(values: List[float]) -> str:
 
 
 def final_scores(method: str, seeds: List[int]) -> Dict[str, Dict[str, List[float]]]:
+    """``{dataset: {'psnr': [...], 'ssim': [...]}}`` at the last validation of each finished run."""
     scores: Dict[str, Dict[str, List[float]]] = {}
-    for seed in seeds:
+    for seed in run_seeds(method, seeds):
         name = run_name(method, seed)
         if not finished(name):
             continue
@@ -340,54 +468,206 @@ def final_scores(method: str, seeds: List[int]) -> Dict[str, Dict[str, List[floa
     return scores
 
 
-def method_table(methods: List[str], seeds: List[int]) -> str:
-    scratch_time = statistics.median([t for t in (step_time(run_name(BASELINE, s)) for s in seeds) if t] or [0])
+def run_seeds(method: str, seeds: List[int]) -> List[int]:
+    return [0] if method in SINGLE_SEED else seeds
+
+
+def median_step_time(method: str, seeds: List[int]) -> Optional[float]:
+    times = [t for t in (step_time(run_name(method, s)) for s in run_seeds(method, seeds)) if t]
+    return statistics.median(times) if times else None
+
+
+def method_table(methods: List[str], seeds: List[int], datasets: Tuple[str, str] = ('Set5', 'Set14')) -> str:
+    scratch_time = median_step_time(BASELINE, seeds)
     lines = [
-        '| method | runs | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM | step time / scratch |',
-        '|---|---:|---:|---:|---:|---:|---:|'
+        f'| method | runs | {datasets[0]} PSNR | {datasets[0]} SSIM | {datasets[1]} PSNR | {datasets[1]} SSIM '
+        '| step time / scratch |', '|---|---:|---:|---:|---:|---:|---:|'
     ]
     for method in methods:
         scores = final_scores(method, seeds)
-        runs = sum(finished(run_name(method, s)) for s in seeds)
-        times = [t for t in (step_time(run_name(method, s)) for s in seeds) if t]
-        ratio = f'{statistics.median(times) / scratch_time:.2f}' if times and scratch_time else 'n/a'
-        cells = [mean_spread(scores.get(d, {}).get(m, [])) for d in ('Set5', 'Set14') for m in ('psnr', 'ssim')]
+        runs = sum(finished(run_name(method, s)) for s in run_seeds(method, seeds))
+        time = median_step_time(method, seeds)
+        ratio = f'{time / scratch_time:.2f}' if time and scratch_time else 'n/a'
+        cells = [mean_spread(scores.get(d, {}).get(m, [])) for d in datasets for m in ('psnr', 'ssim')]
         lines.append(f'| {method} | {runs} | ' + ' | '.join(cells) + f' | {ratio} |')
     return '\n'.join(lines)
 
 
-def write_report(methods: List[str], seeds: List[int], command: str) -> None:
+def differences(methods: List[str], baseline: str, seeds: List[int]) -> str:
+    """Mean PSNR gain over the baseline, seed by seed (the same seed: same data order)."""
+    lines = []
+    base = final_scores(baseline, seeds)
+    for method in methods:
+        if method == baseline:
+            continue
+        scores = final_scores(method, seeds)
+        cells = []
+        for dataset in ('Set5', 'Set14'):
+            gains = [
+                a - b for a, b in zip(scores.get(dataset, {}).get('psnr', []),
+                                      base.get(dataset, {}).get('psnr', []))
+            ]
+            cells.append(f'{dataset} {mean_spread(gains)} dB' if gains else f'{dataset} n/a')
+        lines.append(f'* {method} - {baseline}: ' + ', '.join(cells))
+    return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# efficiency of every student and teacher (the AIM 2020 protocol of kdplugins.utils.efficiency)
+EFFICIENCY_CACHE = os.path.join('experiments', 'reproduce_efficiency.json')
+
+
+def efficiency_networks() -> Dict[str, dict]:
+    student = RECIPE['student']
+    teacher = memsr_teacher({})['network_g']
+    return {
+        'RFDN (teacher)':
+        dict(RECIPE['teacher']),
+        f'EDSR {student["num_feat"]}x{student["num_block"]} (student; CSD student at width {CSD["width_mult"]})':
+        dict(student),
+        'SlimEDSR at width 1.0 (CSD teacher)':
+        slim_edsr(),
+        'PixelShuffleEDSR (MemSR teacher)':
+        teacher,
+        'PlainSR one_pad (MemSR student)': {
+            'type': 'PlainSR',
+            'widths': [teacher['num_feat']] * (2 * teacher['num_block'] + 2),
+            'upscale': RECIPE['scale'],
+            'one_pad': True
+        },
+    }
+
+
+def efficiency_rows() -> List[dict]:
+    """Measured once (LR input 3x256x256, median of 5 forwards) and cached; delete the cache to measure again."""
+    import json
+    if os.path.isfile(EFFICIENCY_CACHE):
+        with open(EFFICIENCY_CACHE) as f:
+            return json.load(f)
+    import torch
+    from kdplugins.utils.efficiency import measure
+    rows = []
+    for label, options in efficiency_networks().items():
+        report = measure(label, options, 256, torch.device('cpu'), repeat=5, warmup=1)
+        rows.append({
+            'name': label,
+            'params': report.counts.params,
+            'flops_g': report.counts.flops / 1e9,
+            'activations_m': report.counts.activations / 1e6,
+            'memory_mib': report.peak_memory_bytes / 2**20,
+            'runtime_ms': report.runtime_median_s * 1e3
+        })
+        print(f'efficiency: {label}: {rows[-1]}', flush=True)
+    with open(EFFICIENCY_CACHE, 'w') as f:
+        json.dump(rows, f, indent=1)
+    return rows
+
+
+def efficiency_table(rows: List[dict]) -> str:
+    lines = [
+        '| network | #Params | FLOPs [G] | #Activations [M] | CPU peak memory [MiB] | CPU runtime [ms] |',
+        '|---|---:|---:|---:|---:|---:|'
+    ]
+    for row in rows:
+        lines.append(f"| {row['name']} | {row['params']:,} | {row['flops_g']:.2f} | {row['activations_m']:.2f} "
+                     f"| {row['memory_mib']:.1f} | {row['runtime_ms']:.0f} |")
+    return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# report
+def write_curves(methods: List[str], seeds: List[int], figures: str) -> None:
     from kdplugins.utils.plots import curves_plot
-    figures = os.path.join('docs', 'figures', 'results')
-    os.makedirs(figures, exist_ok=True)
     for dataset in ('Set5', 'Set14'):
         curves = {}
         for method in methods:
-            for seed in seeds:
+            for seed in run_seeds(method, seeds):
                 points = history(run_name(method, seed)).get(dataset)
                 if points:
                     curves[f'{method} (seed {seed})'] = [(i, psnr) for i, psnr, _ in points]
         if curves:
             curves_plot(curves, os.path.join(figures, f'psnr_{dataset}.png'), 'iteration', f'{dataset} PSNR-Y [dB]')
-    teacher = {}
+
+
+def write_tradeoff(rows: List[dict], seeds: List[int], figures: str) -> Optional[str]:
+    """Set5 PSNR against CPU runtime (marker: peak memory) of the networks whose PSNR was measured."""
+    from kdplugins.utils.plots import tradeoff_plot
+    psnr_of = {
+        'RFDN (teacher)': teacher_psnr('kd', 'Set5', seeds),
+        'SlimEDSR at width 1.0 (CSD teacher)': mean_of(final_scores('jt', seeds), 'Set5_teacher'),
+        'PixelShuffleEDSR (MemSR teacher)': mean_of(final_scores('memsr_teacher', seeds), 'Set5'),
+        'PlainSR one_pad (MemSR student)': mean_of(final_scores('memsr', seeds), 'Set5'),
+    }
+    student = next(row['name'] for row in rows if row['name'].startswith('EDSR'))
+    psnr_of[student] = mean_of(final_scores('kd', seeds), 'Set5')
+    points = [(row['name'].split(' (')[0], row['runtime_ms'], psnr_of[row['name']], row['memory_mib']) for row in rows
+              if psnr_of.get(row['name']) is not None]
+    if len(points) < 2:
+        return None
+    tradeoff_plot(points, os.path.join(figures, 'tradeoff.png'), 'Set5 x4 PSNR-Y [dB]', 'CPU runtime, LR 256x256 [ms]')
+    return 'figures/results/tradeoff.png'
+
+
+def mean_of(scores: Dict[str, Dict[str, List[float]]], dataset: str) -> Optional[float]:
+    values = scores.get(dataset, {}).get('psnr', [])
+    return statistics.mean(values) if values else None
+
+
+def teacher_psnr(method: str, dataset: str, seeds: List[int]) -> Optional[float]:
     for seed in seeds:
-        teacher.update(teacher_scores(run_name('kd', seed)))
-    teacher_line = ', '.join(f'{d} {p:.4f} / {s:.4f}' for d, (p, s) in teacher.items()) or 'n/a'
+        found = teacher_scores(run_name(method, seed)).get(dataset)
+        if found:
+            return found[0]
+    return None
+
+
+def teacher_line(method: str, seeds: List[int]) -> str:
+    scores: Dict[str, Tuple[float, float]] = {}
+    for seed in seeds:
+        scores.update(teacher_scores(run_name(method, seed)))
+    return ', '.join(f'{d} {p:.4f} / {s:.4f}' for d, (p, s) in scores.items()) or 'n/a'
+
+
+def write_report(seeds: List[int], command: str) -> None:
+    figures = os.path.join('docs', 'figures', 'results')
+    os.makedirs(figures, exist_ok=True)
+    write_curves([m for _, methods, _ in CLAIMS for m in methods] + ['memsr_teacher'], seeds, figures)
+    rows = efficiency_rows()
+    tradeoff = write_tradeoff(rows, seeds, figures)
+    student = RECIPE['student']
+    sections = []
+    for title, methods, baseline in CLAIMS:
+        table = method_table(methods, seeds)
+        if 'jt' in methods:
+            table += '\n\nThe teacher (width 1.0) of the same runs:\n\n' + method_table(
+                methods, seeds, ('Set5_teacher', 'Set14_teacher'))
+        if 'memsr' in methods:
+            table = method_table(['memsr_teacher'], seeds) + '\n\nStudents:\n\n' + table
+        sections.append(f'## {title}\n\n{table}\n\nPSNR gain over {baseline}, seed by seed:\n\n'
+                        f'{differences(methods, baseline, seeds) or "n/a"}\n')
     text = f"""# Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
 
-Recipe shared by every run: student `{RECIPE['student']['type']}` ({RECIPE['student']['num_feat']} features,
-{RECIPE['student']['num_block']} blocks), HR patch {RECIPE['gt_size']}x{RECIPE['gt_size']}, batch
-{RECIPE['batch_size']}, {RECIPE['total_iter']} iterations, Adam lr {RECIPE['lr']} halved at {RECIPE['milestones']},
-seeds {seeds}. Teacher: pretrained RFDN x4 (PSNR / SSIM-Y: {teacher_line}). Validation: PSNR/SSIM on Y, border 4,
-mean ± half the range over seeds, at the last iteration.
+Recipe shared by every run: student `{student['type']}` ({student['num_feat']} features, {student['num_block']}
+blocks), HR patch {RECIPE['gt_size']}x{RECIPE['gt_size']}, batch {RECIPE['batch_size']}, {RECIPE['total_iter']}
+iterations, Adam lr {RECIPE['lr']} halved at {RECIPE['milestones']} (MemSR students: the one-cycle schedule of
+options/train/MemSR), seeds {seeds}. Validation: PSNR/SSIM on Y, border 4, mean ± half the range over seeds, at the
+last iteration. Step time: median of the logged iteration times, relative to scratch.
+Teacher of the first table: pretrained RFDN x4 (PSNR / SSIM-Y: {teacher_line('kd', seeds)}).
+CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the student's features, HR patch
+{CSD['gt_size']}x{CSD['gt_size']}, lambda_c {CSD['lambda_c']}, {CSD['num_negatives']} negatives, VGG-19 weights:
+`{CSD['vgg_weights']}`.
 
-## Distillation with the RFDN teacher against the student trained alone
+""" + '\n'.join(sections) + f"""
+## Efficiency of the students and teachers
 
-{method_table(methods, seeds)}
+LR input 3x256x256, CPU (2 threads), CPU peak tensor memory (docs/efficiency.md), median of 5 forwards.
 
+{efficiency_table(rows)}
+""" + (f'\n![Set5 PSNR against CPU runtime, marker area = peak memory]({tradeoff})\n' if tradeoff else '') + """
 ![PSNR against iteration on Set5](figures/results/psnr_Set5.png)
+![PSNR against iteration on Set14](figures/results/psnr_Set14.png)
 """
     with open(os.path.join('docs', 'results.md'), 'w') as f:
         f.write(text)
@@ -399,12 +679,14 @@ def main() -> None:
     parser.add_argument('--only', nargs='+', choices=list(METHODS), help='methods to run (default: all)')
     parser.add_argument('--seeds', nargs='+', type=int, default=RECIPE['seeds'])
     parser.add_argument('--report-only', action='store_true', help='only rebuild docs/results.md from finished runs')
+    parser.add_argument('--vgg-weights', default=CSD['vgg_weights'], help="CSD's VGG-19 weights (default: random)")
     parser.add_argument(
         '--total-iter',
         type=int,
         default=RECIPE['total_iter'],
         help='iterations per run (a quick check of the pipeline; runs are named by it)')
     args = parser.parse_args()
+    CSD['vgg_weights'] = args.vgg_weights
     if args.total_iter != RECIPE['total_iter']:
         scale = args.total_iter / RECIPE['total_iter']
         RECIPE.update(
@@ -414,17 +696,14 @@ def main() -> None:
     os.chdir(ROOT)
     if not os.path.isdir(SHARED):
         raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')
-    methods = args.only or list(METHODS)
+    methods = args.only or [m for _, claim_methods, _ in CLAIMS for m in claim_methods]
     if not args.report_only:
         data = build_data()
         for seed in args.seeds:
             for method in methods:
-                missing = missing_types(METHODS[method][0])
-                if missing:
-                    print(f'{method}: skipped, {missing} not registered', flush=True)
-                    continue
-                train(method, seed, data)
-    write_report(methods, args.seeds, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]))
+                if seed in run_seeds(method, args.seeds):
+                    train(method, seed, data)
+    write_report(args.seeds, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]))
 
 
 if __name__ == '__main__':
