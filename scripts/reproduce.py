@@ -257,7 +257,7 @@ def with_csd(opt: dict, seed: int, contrastive: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------------------------------
 # MemSR: a PixelShuffleEDSR teacher trained first, then plain students of its plain equivalent's depth
-MEMSR_OPTIONS = os.path.join('options', 'train', 'MemSR', 'train_MemSR_PlainS_f32_x4.yml')
+MEMSR_OPTIONS = os.path.join(ROOT, 'options', 'train', 'MemSR', 'train_MemSR_PlainS_f32_x4.yml')
 
 
 def memsr_init_file() -> str:
@@ -277,7 +277,7 @@ def memsr_teacher(opt: dict) -> dict:
     return opt
 
 
-def memsr_student(opt: dict, data: Dict[str, str], winning_init: bool, distill: bool) -> dict:
+def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
     """The settings of options/train/MemSR (MemSRModel, one-cycle lr, lambda, epsilon, C, bridges from Algorithm 1)
     with the recipe's data, patch, batch and iterations; the student has one width per plain teacher layer."""
     with open(MEMSR_OPTIONS) as f:
@@ -295,32 +295,32 @@ def memsr_student(opt: dict, data: Dict[str, str], winning_init: bool, distill: 
     opt['train']['memsr'] = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
     if not distill:
         opt['train']['memsr']['lambda'] = 0.0
-    if not os.path.isfile(memsr_init_file()):
-        write_memsr_init(opt, data)
     return opt
 
 
-def write_memsr_init(student_opt: dict, data: Dict[str, str]) -> None:
+def prepare_memsr_init(data: Dict[str, str]) -> None:
     """Train the teacher (once), then scripts/memsr_init.py writes the student's and the bridges' initialization."""
+    if os.path.isfile(memsr_init_file()):
+        return
     train('memsr_teacher', 0, data)
     opt_path = os.path.join(OPTIONS_DIR, 'memsr_init.yml')
     with open(opt_path, 'w') as f:
-        yaml.safe_dump(student_opt, f, sort_keys=False)
+        yaml.safe_dump(METHODS['memsr'](base_options('memsr_init', 0, data), 0), f, sort_keys=False)
     command = [sys.executable, os.path.join('scripts', 'memsr_init.py'), '-opt', opt_path, '--out', memsr_init_file()]
     print(f'MemSR winning initialization: {" ".join(command)}', flush=True)
     subprocess.run(command, check=True)
 
 
-# method: how it patches the base options of (seed, data)
-METHODS: Dict[str, Callable[[dict, int, Dict[str, str]], dict]] = {
+# method: how it patches the base options of a seed
+METHODS: Dict[str, Callable[[dict, int], dict]] = {
     'scratch':
-    lambda opt, seed, data: opt,
+    lambda opt, seed: opt,
     'kd':
-    lambda opt, seed, data: with_rfdn_teacher(opt),
+    lambda opt, seed: with_rfdn_teacher(opt),
     'augkd':
-    lambda opt, seed, data: with_rfdn_teacher(opt, 'AugKDModel'),
+    lambda opt, seed: with_rfdn_teacher(opt, 'AugKDModel'),
     'crd':
-    lambda opt, seed, data: with_feature_loss(
+    lambda opt, seed: with_feature_loss(
         with_rfdn_teacher(opt), {
             'type': 'CRDLoss',
             'loss_weight': 0.8,
@@ -329,29 +329,29 @@ METHODS: Dict[str, Callable[[dict, int, Dict[str, str]], dict]] = {
         },
         needs_index=True),
     'fitnet':
-    lambda opt, seed, data: with_feature_loss(
+    lambda opt, seed: with_feature_loss(
         with_rfdn_teacher(opt, kd_weight=None), {
             'type': 'FitNetLoss',
             'loss_weight': 1e-4
         }),
     'fakd':
-    lambda opt, seed, data: with_feature_loss(
+    lambda opt, seed: with_feature_loss(
         with_rfdn_teacher(opt, kd_weight=None), {
             'type': 'FAKDLoss',
             'loss_weight': 1.0
         }),
     'jt':
-    lambda opt, seed, data: with_csd(opt, seed, contrastive=False),
+    lambda opt, seed: with_csd(opt, seed, contrastive=False),
     'csd':
-    lambda opt, seed, data: with_csd(opt, seed, contrastive=True),
+    lambda opt, seed: with_csd(opt, seed, contrastive=True),
     'memsr_teacher':
-    lambda opt, seed, data: memsr_teacher(opt),
+    lambda opt, seed: memsr_teacher(opt),
     'memsr':
-    lambda opt, seed, data: memsr_student(opt, data, winning_init=True, distill=True),
+    lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
     'memsr_random':
-    lambda opt, seed, data: memsr_student(opt, data, winning_init=False, distill=True),
+    lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
     'memsr_init_only':
-    lambda opt, seed, data: memsr_student(opt, data, winning_init=True, distill=False),
+    lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
 }
 # (title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
 CLAIMS = [
@@ -362,6 +362,12 @@ CLAIMS = [
      ['memsr_random', 'memsr_init_only', 'memsr'], 'memsr_random'),
 ]
 SINGLE_SEED = {'memsr_teacher'}
+# what a method needs before its options can be used (trained teachers, initialization files)
+PREPARE: Dict[str, Callable[[Dict[str, str]], None]] = {
+    'memsr': prepare_memsr_init,
+    'memsr_random': prepare_memsr_init,
+    'memsr_init_only': prepare_memsr_init
+}
 BASELINE = 'scratch'
 
 
@@ -380,7 +386,9 @@ def train(method: str, seed: int, data: Dict[str, str]) -> None:
     if finished(name):
         print(f'{name}: done', flush=True)
         return
-    opt = METHODS[method](base_options(name, seed, data), seed, data)
+    if method in PREPARE:
+        PREPARE[method](data)
+    opt = METHODS[method](base_options(name, seed, data), seed)
     os.makedirs(OPTIONS_DIR, exist_ok=True)
     opt_path = os.path.join(OPTIONS_DIR, f'{name}.yml')
     with open(opt_path, 'w') as f:

@@ -1,0 +1,71 @@
+"""scripts/reproduce.py: every run of the reproduction shares the recipe; only the documented settings differ."""
+import importlib.util
+import os
+import pytest
+import torch
+from conftest import REPO
+
+DATA = {
+    key: f'datasets/{key}.lmdb'
+    for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')
+}
+
+
+@pytest.fixture(scope='module')
+def reproduce():
+    spec = importlib.util.spec_from_file_location('reproduce', os.path.join(REPO, 'scripts', 'reproduce.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def options(reproduce, method: str, seed: int) -> dict:
+    return reproduce.METHODS[method](reproduce.base_options(reproduce.run_name(method, seed), seed, DATA), seed)
+
+
+def test_every_run_shares_the_recipe(reproduce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the CSD initialization files are written here
+    recipe = reproduce.RECIPE
+    for method in reproduce.METHODS:
+        for seed in recipe['seeds']:
+            opt = options(reproduce, method, seed)
+            train_set = opt['datasets']['train']
+            assert opt['manual_seed'] == seed
+            assert opt['train']['total_iter'] == recipe['total_iter']
+            assert train_set['batch_size_per_gpu'] == recipe['batch_size']
+            assert train_set['dataroot_gt'] == DATA['train_hr']
+            assert [opt['datasets'][k]['name'] for k in ('val_1', 'val_2')] == ['Set5', 'Set14']
+            assert opt['val']['metrics']['psnr'] == {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}
+            csd = method in ('jt', 'csd')
+            assert train_set['gt_size'] == (reproduce.CSD['gt_size'] if csd else recipe['gt_size'])
+            if method in ('scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd'):
+                assert opt['network_g'] == recipe['student']
+                assert opt['train']['optim_g']['lr'] == recipe['lr']
+
+
+def test_csd_and_jt_start_from_the_same_weights(reproduce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    jt, csd = options(reproduce, 'jt', 1), options(reproduce, 'csd', 1)
+    assert jt['path']['pretrain_network_g'] == csd['path']['pretrain_network_g']
+    assert jt['train']['csd']['lambda_c'] == 0 and csd['train']['csd']['lambda_c'] > 0
+    assert {k: v for k, v in jt['train'].items() if k not in ('csd', 'contrastive_opt')} == \
+        {k: v for k, v in csd['train'].items() if k not in ('csd', 'contrastive_opt')}
+    params = torch.load(jt['path']['pretrain_network_g'])['params']
+    other_seed = torch.load(options(reproduce, 'jt', 0)['path']['pretrain_network_g'])['params']
+    assert any(not torch.equal(params[k], other_seed[k]) for k in params)  # one initialization per seed
+    # the width-0.5 student of the slimmable EDSR is the recipe's student size
+    assert csd['network_g']['num_feat'] * csd['train']['csd']['width_mult'] == reproduce.RECIPE['student']['num_feat']
+
+
+def test_memsr_runs_differ_only_in_initialization_and_distillation(reproduce):
+    runs = {m: options(reproduce, m, 0) for m in ('memsr', 'memsr_random', 'memsr_init_only')}
+    teacher = runs['memsr']['network_t']
+    assert runs['memsr']['network_g']['widths'] == [teacher['num_feat']] * (2 * teacher['num_block'] + 2)
+    assert runs['memsr']['path']['pretrain_network_g'] == reproduce.memsr_init_file()
+    assert runs['memsr_random']['path']['pretrain_network_g'] is None
+    assert runs['memsr_init_only']['train']['memsr']['lambda'] == 0
+    for name, opt in runs.items():
+        assert opt['network_g'] == runs['memsr']['network_g'] and opt['network_t'] == teacher
+        assert opt['train']['scheduler']['type'] == 'OneCycleLR'
+        assert opt['train']['memsr']['bridges'] == reproduce.memsr_init_file()
+    assert runs['memsr']['train']['memsr']['lambda'] == runs['memsr_random']['train']['memsr']['lambda'] == 0.3
