@@ -452,7 +452,7 @@ def teacher_scores(name: str) -> Dict[str, Tuple[float, float]]:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# report
+# tables
 def mean_spread(values: List[float]) -> str:
     if not values:
         return 'n/a'
@@ -583,6 +583,38 @@ def efficiency_table(rows: List[dict]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# checks
+def teacher_on_training_crops(data: Dict[str, str], count: int = 64) -> Tuple[float, float]:
+    """Mean PSNR-Y (border 4) of the RFDN teacher and of MATLAB bicubic on the first ``count`` training pairs, read
+    as the students read them: a check that the teacher is loaded, scaled and aligned on the training data."""
+    import torch
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils import tensor2img
+
+    from kdplugins.distill.teacher import build_teacher
+    from kdplugins.utils.matlab_resize import matlab_resize
+    teacher = build_teacher(with_rfdn_teacher(base_options('check', 0, data)), torch.device('cpu'))
+    dataset = PairedImageDataset({
+        'dataroot_gt': data['train_hr'],
+        'dataroot_lq': data['train_lr'],
+        'io_backend': {
+            'type': 'lmdb'
+        },
+        'phase': 'val',
+        'scale': RECIPE['scale']
+    })
+    psnr_teacher, psnr_bicubic = [], []
+    with torch.no_grad():
+        for index in range(min(count, len(dataset))):
+            sample = dataset[index]
+            lq, gt = sample['lq'][None], tensor2img(sample['gt'])
+            for output, scores in ((teacher(lq), psnr_teacher), (matlab_resize(lq, RECIPE['scale']), psnr_bicubic)):
+                scores.append(calculate_psnr(tensor2img(output), gt, RECIPE['scale'], test_y_channel=True))
+    return float(statistics.mean(psnr_teacher)), float(statistics.mean(psnr_bicubic))
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # report
 def write_curves(methods: List[str], seeds: List[int], figures: str) -> None:
     from kdplugins.utils.plots import curves_plot
@@ -636,11 +668,12 @@ def teacher_line(method: str, seeds: List[int]) -> str:
     return ', '.join(f'{d} {p:.4f} / {s:.4f}' for d, (p, s) in scores.items()) or 'n/a'
 
 
-def write_report(seeds: List[int], command: str) -> None:
+def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
     figures = os.path.join('docs', 'figures', 'results')
     os.makedirs(figures, exist_ok=True)
     write_curves([m for _, methods, _ in CLAIMS for m in methods] + ['memsr_teacher'], seeds, figures)
     rows = efficiency_rows()
+    crops_teacher, crops_bicubic = teacher_on_training_crops(data)
     tradeoff = write_tradeoff(rows, seeds, figures)
     student = RECIPE['student']
     sections = []
@@ -662,7 +695,9 @@ blocks), HR patch {RECIPE['gt_size']}x{RECIPE['gt_size']}, batch {RECIPE['batch_
 iterations, Adam lr {RECIPE['lr']} halved at {RECIPE['milestones']} (MemSR students: the one-cycle schedule of
 options/train/MemSR), seeds {seeds}. Validation: PSNR/SSIM on Y, border 4, mean ± half the range over seeds, at the
 last iteration. Step time: median of the logged iteration times, relative to scratch.
-Teacher of the first table: pretrained RFDN x4 (PSNR / SSIM-Y: {teacher_line('kd', seeds)}).
+Teacher of the first table: pretrained RFDN x4 (PSNR / SSIM-Y: {teacher_line('kd', seeds)}); on the first 64
+training pairs, read as the students read them: {crops_teacher:.2f} dB PSNR-Y against {crops_bicubic:.2f} dB for
+MATLAB bicubic.
 CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the student's features, HR patch
 {CSD['gt_size']}x{CSD['gt_size']}, lambda_c {CSD['lambda_c']}, {CSD['num_negatives']} negatives, VGG-19 weights:
 `{CSD['vgg_weights']}`.
@@ -705,13 +740,13 @@ def main() -> None:
     if not os.path.isdir(SHARED):
         raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')
     methods = args.only or [m for _, claim_methods, _ in CLAIMS for m in claim_methods]
+    data = build_data()
     if not args.report_only:
-        data = build_data()
         for seed in args.seeds:
             for method in methods:
                 if seed in run_seeds(method, args.seeds):
                     train(method, seed, data)
-    write_report(args.seeds, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]))
+    write_report(args.seeds, data, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]))
 
 
 if __name__ == '__main__':
