@@ -5,11 +5,15 @@
     python scripts/reproduce.py --report-only   # tables and plots from the runs that finished
 
 x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and
-Set14 (bundled LR, PSNR/SSIM on Y, border 4), every run with the same student, patch, batch, iterations, schedule
-and seeds (``RECIPE``), the teacher being the pretrained RFDN of ``../shared/data/checkpoints``. Runs go through
-``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is skipped) with option
-files written to ``experiments/reproduce_options/``. The report (``docs/results.md``, plots in
-``docs/figures/results/``) is built from the runs' logs and the efficiency benchmark.
+Set14 (bundled LR, PSNR/SSIM on Y, border 4). Three claims (``CLAIMS``): distillation from the pretrained RFDN of
+``../shared/data/checkpoints`` (scratch, KD, AugKD, CRD+KD, FitNet, FAKD), CSD against joint training on a slimmable
+EDSR, and MemSR's plain student (winning initialization + feature distillation, random initialization,
+initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE`` (student size, patch,
+batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and schedule). Runs go
+through ``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is skipped) with
+option files written to ``experiments/reproduce_options/``. The report (``docs/results.md``, plots in
+``docs/figures/results/``) is built from the runs' logs and the efficiency benchmark; docs/reproduction.md explains
+the choices.
 """
 import argparse
 import os
