@@ -63,10 +63,6 @@ RECIPE = {
     'milestones': [500],
     'val_freq': 100,
     'seeds': [0, 1],
-    # feature taps: the deep features before the upsampler (EDSR's conv_after_body output is summed in place with
-    # the shallow features, so the tap is the residual body; RFDN's fused block outputs)
-    'student_layer': 'body',
-    'teacher_layer': 'c',
 }
 
 # CSD: student width and contrastive weight as in options/train/CSD; the negatives are the other LR images of the batch
@@ -209,14 +205,21 @@ def with_rfdn_teacher(opt: dict, model_type: str = 'KDModel', kd_weight: Optiona
     return opt
 
 
-def with_feature_loss(opt: dict, loss: dict, needs_index: bool = False) -> dict:
-    opt['train']['feature_losses'] = [{
-        'student_layer': RECIPE['student_layer'],
-        'teacher_layer': RECIPE['teacher_layer'],
-        **loss
-    }]
-    if needs_index:
-        opt['datasets']['train']['type'] = 'PairedImageDatasetWithIndex'
+FEATURE_KD_OPTIONS = {
+    'crd': os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml'),
+    'fitnet': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FitNet_RFDN_EDSR_x4.yml'),
+    'fakd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FAKD_RFDN_EDSR_x4.yml'),
+}
+
+
+def with_feature_kd(opt: dict, method: str) -> dict:
+    """The feature distillation of the method's option file (its ``feature_losses``: taps, weights and settings,
+    its output-KD term, its dataset type) with the RFDN teacher on the recipe's student and data."""
+    with open(FEATURE_KD_OPTIONS[method]) as f:
+        reference = yaml.safe_load(f)
+    opt = with_rfdn_teacher(opt, kd_weight=(reference['train'].get('kd_opt') or {}).get('loss_weight'))
+    opt['train']['feature_losses'] = reference['train']['feature_losses']
+    opt['datasets']['train']['type'] = reference['datasets']['train']['type']
     return opt
 
 
@@ -330,45 +333,18 @@ def prepare_memsr_init(data: Dict[str, str]) -> None:
 
 # method: how it patches the base options of a seed
 METHODS: Dict[str, Callable[[dict, int], dict]] = {
-    'scratch':
-    lambda opt, seed: opt,
-    'kd':
-    lambda opt, seed: with_rfdn_teacher(opt),
-    'augkd':
-    lambda opt, seed: with_rfdn_teacher(opt, 'AugKDModel'),
-    'crd':
-    lambda opt, seed: with_feature_loss(
-        with_rfdn_teacher(opt), {
-            'type': 'CRDLoss',
-            'loss_weight': 0.8,
-            'n_data': 'auto',
-            'nce_k': 1024
-        },
-        needs_index=True),
-    'fitnet':
-    lambda opt, seed: with_feature_loss(
-        with_rfdn_teacher(opt, kd_weight=None), {
-            'type': 'FitNetLoss',
-            'loss_weight': 1e-4
-        }),
-    'fakd':
-    lambda opt, seed: with_feature_loss(
-        with_rfdn_teacher(opt, kd_weight=None), {
-            'type': 'FAKDLoss',
-            'loss_weight': 1.0
-        }),
-    'jt':
-    lambda opt, seed: with_csd(opt, seed, contrastive=False),
-    'csd':
-    lambda opt, seed: with_csd(opt, seed, contrastive=True),
-    'memsr_teacher':
-    lambda opt, seed: memsr_teacher(opt),
-    'memsr':
-    lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
-    'memsr_random':
-    lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
-    'memsr_init_only':
-    lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
+    'scratch': lambda opt, seed: opt,
+    'kd': lambda opt, seed: with_rfdn_teacher(opt),
+    'augkd': lambda opt, seed: with_rfdn_teacher(opt, 'AugKDModel'),
+    'crd': lambda opt, seed: with_feature_kd(opt, 'crd'),
+    'fitnet': lambda opt, seed: with_feature_kd(opt, 'fitnet'),
+    'fakd': lambda opt, seed: with_feature_kd(opt, 'fakd'),
+    'jt': lambda opt, seed: with_csd(opt, seed, contrastive=False),
+    'csd': lambda opt, seed: with_csd(opt, seed, contrastive=True),
+    'memsr_teacher': lambda opt, seed: memsr_teacher(opt),
+    'memsr': lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
+    'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
+    'memsr_init_only': lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
 }
 # (title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
 CLAIMS = [

@@ -3,6 +3,7 @@ import importlib.util
 import os
 import pytest
 import torch
+import yaml
 from conftest import REPO
 
 DATA = {
@@ -42,6 +43,12 @@ def test_every_run_shares_the_recipe(reproduce, tmp_path, monkeypatch):
             if method in ('scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd'):
                 assert opt['network_g'] == recipe['student']
                 assert opt['train']['optim_g']['lr'] == recipe['lr']
+            if method in reproduce.FEATURE_KD_OPTIONS:  # the settings documented in the method's option file
+                with open(reproduce.FEATURE_KD_OPTIONS[method]) as f:
+                    reference = yaml.safe_load(f)
+                assert opt['train']['feature_losses'] == reference['train']['feature_losses']
+                assert opt['train']['kd_opt'] == reference['train']['kd_opt']
+                assert train_set['type'] == reference['datasets']['train']['type']
 
 
 def test_csd_and_jt_start_from_the_same_weights(reproduce, tmp_path, monkeypatch):
