@@ -346,12 +346,12 @@ METHODS: Dict[str, Callable[[dict, int], dict]] = {
     'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
     'memsr_init_only': lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
 }
-# (title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
+# (key, title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
 CLAIMS = [
-    ('Distillation from the pretrained RFDN against the student trained alone',
+    ('rfdn', 'Distillation from the pretrained RFDN against the student trained alone',
      ['scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd'], 'scratch'),
-    ('CSD against joint training (J-T), same slimmable EDSR and initialization', ['jt', 'csd'], 'jt'),
-    ('MemSR: plain student, winning initialization + feature distillation',
+    ('csd', 'CSD against joint training (J-T), same slimmable EDSR and initialization', ['jt', 'csd'], 'jt'),
+    ('memsr', 'MemSR: plain student, winning initialization + feature distillation',
      ['memsr_random', 'memsr_init_only', 'memsr'], 'memsr_random'),
 ]
 SINGLE_SEED = {'memsr_teacher'}
@@ -550,6 +550,7 @@ def efficiency_rows() -> List[dict]:
         with open(EFFICIENCY_CACHE) as f:
             return json.load(f)
     import torch
+
     from kdplugins.utils.efficiency import measure
     rows = []
     for label, options in efficiency_networks().items():
@@ -613,17 +614,30 @@ def teacher_on_training_crops(data: Dict[str, str], count: int = 64) -> Tuple[fl
 
 # ------------------------------------------------------------------------------------------------------------------
 # report
-def write_curves(methods: List[str], seeds: List[int], figures: str) -> None:
+def mean_curve(method: str, seeds: List[int], dataset: str) -> List[Tuple[int, float]]:
+    """Validation PSNR against iteration, averaged over the seeds (at the iterations every run validated)."""
+    runs = [
+        dict((i, psnr) for i, psnr, _ in history(run_name(method, seed)).get(dataset, []))
+        for seed in run_seeds(method, seeds)
+    ]
+    runs = [points for points in runs if points]
+    if not runs:
+        return []
+    common = sorted(set.intersection(*(set(points) for points in runs)))
+    return [(i, statistics.mean(points[i] for points in runs)) for i in common]
+
+
+def write_curves(key: str, methods: List[str], seeds: List[int], figures: str) -> Optional[str]:
+    """One PNG per claim: Set5 and Set14 PSNR against iteration, one line per method (mean over seeds)."""
     from kdplugins.utils.plots import curves_plot
+    panels = {}
     for dataset in ('Set5', 'Set14'):
-        curves = {}
-        for method in methods:
-            for seed in run_seeds(method, seeds):
-                points = history(run_name(method, seed)).get(dataset)
-                if points:
-                    curves[f'{method} (seed {seed})'] = [(i, psnr) for i, psnr, _ in points]
-        if curves:
-            curves_plot(curves, os.path.join(figures, f'psnr_{dataset}.png'), 'iteration', f'{dataset} PSNR-Y [dB]')
+        curves = {method: mean_curve(method, seeds, dataset) for method in methods}
+        panels[dataset] = {method: points for method, points in curves.items() if points}
+    if not all(panels.values()):
+        return None
+    curves_plot(panels, os.path.join(figures, f'psnr_{key}.png'), 'iteration', 'PSNR-Y [dB], mean over seeds')
+    return f'figures/results/psnr_{key}.png'
 
 
 def write_tradeoff(rows: List[dict], seeds: List[int], figures: str) -> Optional[str]:
@@ -668,21 +682,22 @@ def teacher_line(method: str, seeds: List[int]) -> str:
 def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
     figures = os.path.join('docs', 'figures', 'results')
     os.makedirs(figures, exist_ok=True)
-    write_curves([m for _, methods, _ in CLAIMS for m in methods] + ['memsr_teacher'], seeds, figures)
     rows = efficiency_rows()
     crops_teacher, crops_bicubic = teacher_on_training_crops(data)
     tradeoff = write_tradeoff(rows, seeds, figures)
     student = RECIPE['student']
     sections = []
-    for title, methods, baseline in CLAIMS:
+    for key, title, methods, baseline in CLAIMS:
         table = method_table(methods, seeds)
         if 'jt' in methods:
             table += '\n\nThe teacher (width 1.0) of the same runs:\n\n' + method_table(
                 methods, seeds, ('Set5_teacher', 'Set14_teacher'))
         if 'memsr' in methods:
             table = method_table(['memsr_teacher'], seeds) + '\n\nStudents:\n\n' + table
+        curves = write_curves(key, methods + (['memsr_teacher'] if 'memsr' in methods else []), seeds, figures)
+        plot = f'\n![PSNR against iteration: {title}]({curves})\n' if curves else ''
         sections.append(f'## {title}\n\n{table}\n\nPSNR gain over {baseline}, seed by seed:\n\n'
-                        f'{differences(methods, baseline, seeds) or "n/a"}\n')
+                        f'{differences(methods, baseline, seeds) or "n/a"}\n{plot}')
     text = f"""# Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
@@ -705,10 +720,7 @@ CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the stud
 LR input 3x256x256, CPU (2 threads), CPU peak tensor memory (docs/efficiency.md), median of 5 forwards.
 
 {efficiency_table(rows)}
-""" + (f'\n![Set5 PSNR against CPU runtime, marker area = peak memory]({tradeoff})\n' if tradeoff else '') + """
-![PSNR against iteration on Set5](figures/results/psnr_Set5.png)
-![PSNR against iteration on Set14](figures/results/psnr_Set14.png)
-"""
+""" + (f'\n![Set5 PSNR against CPU runtime, marker area = peak memory]({tradeoff})\n' if tradeoff else '')
     with open(os.path.join('docs', 'results.md'), 'w') as f:
         f.write(text)
     print(f'wrote docs/results.md and {figures}/', flush=True)
@@ -736,7 +748,7 @@ def main() -> None:
     os.chdir(ROOT)
     if not os.path.isdir(SHARED):
         raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')
-    methods = args.only or [m for _, claim_methods, _ in CLAIMS for m in claim_methods]
+    methods = args.only or [m for _, _, claim_methods, _ in CLAIMS for m in claim_methods]
     data = build_data()
     if not args.report_only:
         for seed in args.seeds:

@@ -6,10 +6,7 @@ import torch
 import yaml
 from conftest import REPO
 
-DATA = {
-    key: f'datasets/{key}.lmdb'
-    for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')
-}
+DATA = {key: f'datasets/{key}.lmdb' for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')}
 
 
 @pytest.fixture(scope='module')
@@ -77,3 +74,54 @@ def test_memsr_runs_differ_only_in_initialization_and_distillation(reproduce):
         assert opt['train']['scheduler']['type'] == 'OneCycleLR'
         assert opt['train']['memsr']['bridges'] == reproduce.memsr_init_file()
     assert runs['memsr']['train']['memsr']['lambda'] == runs['memsr_random']['train']['memsr']['lambda'] == 0.3
+
+
+def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: list) -> None:
+    """A training log written by basicsr's own MessageLogger and SRModel validation logging."""
+    import logging
+    from basicsr.models.sr_model import SRModel
+    from basicsr.utils.logger import MessageLogger
+    from types import SimpleNamespace
+    os.makedirs(os.path.join(folder, 'models'))
+    open(os.path.join(folder, 'models', 'net_g_latest.pth'), 'w').close()  # marks the run as finished
+    logger = logging.getLogger('basicsr')
+    handler = logging.FileHandler(os.path.join(folder, f'train_{name}_20260101_000000.log'))
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        message = MessageLogger({
+            'name': name,
+            'logger': {
+                'print_freq': 50,
+                'use_tb_logger': False
+            },
+            'train': {
+                'total_iter': 200
+            }
+        })
+        for step, iter_time in enumerate(iter_times, 1):
+            message({'epoch': 0, 'iter': 50 * step, 'lrs': [5e-4], 'time': iter_time, 'data_time': 0.01, 'l_pix': 0.1})
+            for dataset, scores in validations.get(50 * step, {}).items():
+                model = SimpleNamespace(metric_results=dict(zip(('psnr', 'ssim'), scores)))
+                SRModel._log_validation_metric_values(model, 50 * step, dataset, None)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)
+
+
+def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    psnr = {0: {100: 27.5, 200: 28.25}, 1: {100: 27.25, 200: 28.75}}
+    for seed, points in psnr.items():
+        validations = {i: {'Set5': (p, 0.8), 'Set14': (p - 2, 0.7)} for i, p in points.items()}
+        name = reproduce.run_name('kd', seed)
+        write_basicsr_log(os.path.join('experiments', name), name, validations, [0.5, 0.25 + seed, 0.75, 1.0])
+    assert reproduce.history(reproduce.run_name('kd', 1))['Set5'] == [(100, 27.25, 0.8), (200, 28.75, 0.8)]
+    assert reproduce.step_time(reproduce.run_name('kd', 1)) == (0.75 + 1.0) / 2
+    assert reproduce.final_scores('kd', [0, 1])['Set14'] == {'psnr': [26.25, 26.75], 'ssim': [0.7, 0.7]}
+    assert reproduce.mean_curve('kd', [0, 1], 'Set5') == [(100, 27.375), (200, 28.5)]
+    assert reproduce.mean_spread([28.25, 28.75]) == '28.5000 ± 0.2500'
+    assert reproduce.last_iteration(reproduce.run_name('kd', 0)) == 200

@@ -29,16 +29,23 @@ def tradeoff_plot(points: Sequence[Tuple[str, float, float, float]], path: str, 
     plt.close(fig)
 
 
-def curves_plot(curves: Dict[str, List[Tuple[int, float]]], path: str, x_label: str, y_label: str) -> None:
-    """One line per name through its ``(x, y)`` points (e.g. validation PSNR against iteration)."""
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name, values in curves.items():
-        xs, ys = zip(*sorted(values))
-        ax.plot(xs, ys, marker='o', markersize=3, label=name)
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+def curves_plot(panels: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str, x_label: str, y_label: str) -> None:
+    """One panel per title, one line per name through its ``(x, y)`` points (e.g. validation PSNR against iteration).
+
+    A name has the same colour in every panel.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    names = list(dict.fromkeys(name for curves in panels.values() for name in curves))
+    colours = {name: f'C{i % 10}' for i, name in enumerate(names)}
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for name, values in curves.items():
+            xs, ys = zip(*sorted(values))
+            ax.plot(xs, ys, marker='o', markersize=3, label=name, color=colours[name])
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
