@@ -1,14 +1,16 @@
 """``python -m kdplugins.list``: what kdplugins registered into BasicSR's registries, by registry."""
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 from typing import Dict, List
 
 import kdplugins  # noqa: F401
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 
 def registered_by_kdplugins() -> Dict[str, List[str]]:
     registries = {'arch': ARCH_REGISTRY, 'model': MODEL_REGISTRY, 'loss': LOSS_REGISTRY, 'dataset': DATASET_REGISTRY}
-    return {title: sorted(name for name, obj in registry if obj.__module__.startswith('kdplugins.'))
-            for title, registry in registries.items()}
+    return {
+        title: sorted(name for name, obj in registry if obj.__module__.startswith('kdplugins.'))
+        for title, registry in registries.items()
+    }
 
 
 def main() -> None:

@@ -20,8 +20,12 @@ from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--hr', nargs='+', required=True, help='HR image folder(s)')
-    parser.add_argument('--lr', nargs='+', default=None, help='LR image folder(s), one per HR folder; default: '
-                        'make LR by MATLAB-style bicubic')
+    parser.add_argument(
+        '--lr',
+        nargs='+',
+        default=None,
+        help='LR image folder(s), one per HR folder; default: '
+        'make LR by MATLAB-style bicubic')
     parser.add_argument('--lr-name', default='{}', help="LR file stem from the HR stem, e.g. '{}x4' (default '{}')")
     parser.add_argument('--scale', type=int, required=True)
     parser.add_argument('--crop-size', type=int, default=0, help='HR sub-image size (0: whole images)')
@@ -44,8 +48,9 @@ def main(argv=None) -> None:
     def samples():
         for i, hr_folder in enumerate(args.hr):
             lr_folder = args.lr[i] if args.lr else None
-            yield from paired_samples(list_images(hr_folder), args.scale, lr_folder, args.lr_name, args.crop_size,
-                                      args.step, args.thresh_size)
+            yield from paired_samples(
+                list_images(hr_folder), args.scale, lr_folder, args.lr_name, args.crop_size, args.step,
+                args.thresh_size)
 
     count = write_paired_lmdb(samples(), args.out_hr, args.out_lr, args.compress_level)
     print(f'Wrote {count} pairs to {args.out_hr} and {args.out_lr}.')

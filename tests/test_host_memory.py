@@ -18,7 +18,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def page_faults(mode: str) -> int:
     env_mode = {'keep': {}, 'release': {'KDPLUGINS_RELEASE_HOST_MEMORY': '1'}}[mode]
-    result = subprocess.run([sys.executable, '-c', COUNT_FAULTS, mode], capture_output=True, text=True, check=True,
+    result = subprocess.run([sys.executable, '-c', COUNT_FAULTS, mode],
+                            capture_output=True,
+                            text=True,
+                            check=True,
                             env=dict(os.environ, **env_mode))
     return int(result.stdout.split()[-1])
 

@@ -2,11 +2,10 @@
 import importlib
 import subprocess
 import sys
-
+from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 from conftest import REPO, run_module
 
 import kdplugins
-from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 from kdplugins.list import registered_by_kdplugins
 
 
@@ -33,6 +32,7 @@ def test_reimport_and_reload_do_not_raise():
 
 def test_clash_with_another_definition_is_an_error():
     from basicsr.utils.registry import Registry
+
     from kdplugins.utils.registry import register
     registry = Registry('test')
 

@@ -1,14 +1,13 @@
 """The pretrained teachers (RFDN, IMDN, CARN-M): strict loading of the public checkpoints, value range handling,
 errors on mismatching checkpoints, and the published Set5 x4 PSNR-Y reproduced to 0.02 dB."""
-from pathlib import Path
-from typing import Callable, List, NamedTuple, Tuple
-
 import numpy as np
 import pytest
 import torch
 from basicsr.metrics import calculate_psnr  # basicsr is imported after kdplugins' compat fixes by conftest.py
-from basicsr.utils import img2tensor, imfrombytes, tensor2img
+from basicsr.utils import imfrombytes, img2tensor, tensor2img
+from pathlib import Path
 from torch import nn
+from typing import Callable, List, NamedTuple, Tuple
 
 from kdplugins.archs.carn_arch import CARNM
 from kdplugins.archs.imdn_arch import IMDN

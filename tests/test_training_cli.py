@@ -1,9 +1,8 @@
 """Training through the real entry points: python -m kdplugins.train, --auto_resume, torchrun with 2 processes."""
 import glob
 import os
-import re
-
 import pytest
+import re
 import torch
 from conftest import kd_options, run_module, save_teacher, write_yaml
 
@@ -55,8 +54,10 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teach
     assert f'Resuming training from epoch: {(half - 1) // 4}, iter: {half}.' in read_log(resumed, 'resume')
     a, b = student(straight, 'resume', 8), student(resumed, 'resume', 8)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    states = [torch.load(d / 'experiments' / 'resume' / 'training_states' / '8.state', weights_only=False)
-              for d in (straight, resumed)]
+    states = [
+        torch.load(d / 'experiments' / 'resume' / 'training_states' / '8.state', weights_only=False)
+        for d in (straight, resumed)
+    ]
     for key, value in states[0]['distill_modules'].items():
         assert torch.equal(value, states[1]['distill_modules'][key]), key
     moments = [s['optimizers'][0]['state'][0]['exp_avg'] for s in states]

@@ -5,12 +5,11 @@ Follows the paper (Sec. 3.1 cascading on the global and local levels, Sec. 3.2 e
 convolution and shared weights in the cascading block, multi-scale learning of one network for x2/x3/x4) and the
 tensor names and shapes of the public multi-scale ``CARN-M_x234.pth`` checkpoint. Images are RGB in [0, 1].
 """
-from typing import Tuple
-
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+from typing import Tuple
 
 from kdplugins.utils.registry import register
 
@@ -66,8 +65,8 @@ class EResidualBlock(nn.Module):
         return F.relu(self.body(x) + x)
 
 
-def cascade(x: torch.Tensor, units: Tuple[nn.Module, nn.Module, nn.Module],
-            fusions: Tuple[nn.Module, nn.Module, nn.Module]) -> torch.Tensor:
+def cascade(x: torch.Tensor, units: Tuple[nn.Module, nn.Module, nn.Module], fusions: Tuple[nn.Module, nn.Module,
+                                                                                           nn.Module]) -> torch.Tensor:
     """Cascading connections (paper Sec. 3.1, Fig. 2): each unit's output is concatenated with everything before
     it and fused by a 1x1 conv, which feeds the next unit; returns the last fusion."""
     concatenated = out = x
@@ -101,8 +100,11 @@ class UpsampleBranch(nn.Module):
         factors = [3] if scale == 3 else [2] * (scale // 2)
         layers = []
         for factor in factors:
-            layers += [nn.Conv2d(channels, channels * factor ** 2, 3, padding=1, groups=group),
-                       nn.ReLU(inplace=True), nn.PixelShuffle(factor)]
+            layers += [
+                nn.Conv2d(channels, channels * factor**2, 3, padding=1, groups=group),
+                nn.ReLU(inplace=True),
+                nn.PixelShuffle(factor)
+            ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

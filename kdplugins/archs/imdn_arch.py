@@ -5,12 +5,11 @@ Follows the paper (Sec. 3: framework, information multi-distillation block with 
 and contrast-aware channel attention) and the tensor names and shapes of the public ``IMDN_x2/x3/x4.pth``
 checkpoints (saved from DataParallel: strip the ``module.`` prefix when loading). Images are RGB in [0, 1].
 """
-from typing import List
-
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+from typing import List
 
 from kdplugins.utils.registry import register
 
@@ -94,7 +93,11 @@ class IMDN(nn.Module):
         upscale: upscaling factor; each of ``IMDN_x2/x3/x4.pth`` loads only into the matching one.
     """
 
-    def __init__(self, in_channels: int = 3, channels: int = 64, num_blocks: int = 6, out_channels: int = 3,
+    def __init__(self,
+                 in_channels: int = 3,
+                 channels: int = 64,
+                 num_blocks: int = 6,
+                 out_channels: int = 3,
                  upscale: int = 4):
         super().__init__()
         self.num_blocks = num_blocks
@@ -103,7 +106,7 @@ class IMDN(nn.Module):
             setattr(self, f'IMDB{i}', IMDModule(channels))
         self.c = nn.Sequential(conv(channels * num_blocks, channels, 1), nn.LeakyReLU(LRELU_SLOPE))
         self.LR_conv = conv(channels, channels, 3)
-        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale ** 2, 3), nn.PixelShuffle(upscale))
+        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale**2, 3), nn.PixelShuffle(upscale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shallow = self.fea_conv(x)

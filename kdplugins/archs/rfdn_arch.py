@@ -4,12 +4,11 @@ Follows the challenge report (``aim2020_efficient_sr_challenge.txt``, Sec. 4 "NJ
 tensor names and shapes of the public ``RFDN_AIM_x4.pth`` checkpoint, which the parameter names here match.
 The released weights were trained on RGB images in [0, 255]; ``img_range`` rescales BasicSR's [0, 1] images.
 """
-from typing import List
-
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
+from typing import List
 
 from kdplugins.utils.registry import register
 
@@ -111,8 +110,13 @@ class RFDN(nn.Module):
     ESA's stride-2 conv and 7x7 max pool need inputs of at least 15x15 pixels (true of the released model too).
     """
 
-    def __init__(self, in_channels: int = 3, channels: int = 50, num_blocks: int = 4, out_channels: int = 3,
-                 upscale: int = 4, img_range: float = 255.):
+    def __init__(self,
+                 in_channels: int = 3,
+                 channels: int = 50,
+                 num_blocks: int = 4,
+                 out_channels: int = 3,
+                 upscale: int = 4,
+                 img_range: float = 255.):
         super().__init__()
         self.img_range = float(img_range)
         self.num_blocks = num_blocks
@@ -121,7 +125,7 @@ class RFDN(nn.Module):
             setattr(self, f'B{i}', RFDB(channels))
         self.c = nn.Sequential(conv(channels * num_blocks, channels, 1), nn.LeakyReLU(LRELU_SLOPE))
         self.LR_conv = conv(channels, channels, 3)
-        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale ** 2, 3), nn.PixelShuffle(upscale))
+        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale**2, 3), nn.PixelShuffle(upscale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shallow = self.fea_conv(x * self.img_range)

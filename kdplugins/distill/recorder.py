@@ -1,10 +1,9 @@
 """Recording of intermediate features by module name, with forward hooks (no edits to the arch classes)."""
 import difflib
-from typing import Dict, Iterable, List
-
 import torch
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
+from typing import Dict, Iterable, List
 
 
 def bare_module(net: nn.Module) -> nn.Module:

@@ -1,9 +1,8 @@
 """The frozen teacher of a distillation run: built from ``network_t``, loaded, never trained, never saved."""
-from typing import Optional
-
 import torch
 from basicsr.archs import build_network
 from torch import nn
+from typing import Optional
 
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
 

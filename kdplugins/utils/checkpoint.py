@@ -1,12 +1,13 @@
 """Loading of network weights with errors that say what does not match and how to fix it."""
 import os
-from typing import Dict, Optional
-
 import torch
 from torch import nn
+from typing import Dict, Optional
 
 
-def read_state_dict(path: str, param_key: Optional[str] = 'params', strip_prefix: Optional[str] = 'module.',
+def read_state_dict(path: str,
+                    param_key: Optional[str] = 'params',
+                    strip_prefix: Optional[str] = 'module.',
                     option: str = 'path.pretrain_network') -> Dict[str, torch.Tensor]:
     """Read a flat state_dict from a checkpoint file.
 
@@ -38,8 +39,11 @@ def _select_param_key(loaded: dict, param_key: Optional[str], path: str) -> Dict
                    'Set the param_key option to one of them.')
 
 
-def load_state_dict_checked(net: nn.Module, state: Dict[str, torch.Tensor], strict: bool = True,
-                            what: str = 'network', fix: str = '') -> None:
+def load_state_dict_checked(net: nn.Module,
+                            state: Dict[str, torch.Tensor],
+                            strict: bool = True,
+                            what: str = 'network',
+                            fix: str = '') -> None:
     """``net.load_state_dict(state)`` that, when strict, lists every missing, unexpected and mis-shaped key."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))

@@ -36,14 +36,13 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
-
 import torch
 import yaml
+from dataclasses import asdict, dataclass
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.hooks import RemovableHandle
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -115,6 +114,7 @@ def elementwise_ops(module: nn.Module, output: torch.Tensor) -> int:
 
 
 def _count_hook(counts: OpCounts) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if isinstance(module, CONVS + TRANSPOSED_CONVS):
             counts.macs += conv_macs(module, inputs, output)
@@ -132,8 +132,9 @@ def counted_forward(net: nn.Module, x: torch.Tensor) -> OpCounts:
     """Counts of one forward of ``net`` on ``x`` (any device, meta included), taken by forward hooks."""
     counts = OpCounts(params=count_parameters(net))
     counted = CONVS + TRANSPOSED_CONVS + ACTIVATION_MODULES + (nn.Linear, nn.BatchNorm2d)
-    handles: List[RemovableHandle] = [m.register_forward_hook(_count_hook(counts)) for m in net.modules()
-                                      if isinstance(m, counted)]
+    handles: List[RemovableHandle] = [
+        m.register_forward_hook(_count_hook(counts)) for m in net.modules() if isinstance(m, counted)
+    ]
     try:
         with torch.no_grad():
             net(x)
@@ -247,7 +248,12 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def measure(name: str, network_options: dict, input_size: int, device: torch.device, repeat: int, warmup: int,
+def measure(name: str,
+            network_options: dict,
+            input_size: int,
+            device: torch.device,
+            repeat: int,
+            warmup: int,
             in_channels: int = 3) -> EfficiencyReport:
     """Build ``network_options`` with ``basicsr.archs.build_network`` and take every metric of the protocol.
 
@@ -298,9 +304,11 @@ def markdown_table(reports: List[EfficiencyReport]) -> str:
     """One row per network, the device and memory method stated above the table."""
     header = ('| Network | #Params | FLOPs [G] | of which conv/linear MACs [G] | #Activations [M] | #Conv '
               '| Peak memory [MiB] | Runtime [ms] |\n|---|---:|---:|---:|---:|---:|---:|---:|')
-    rows = [f'| {r.name} | {r.counts.params:,} | {r.counts.flops / 1e9:.2f} | {r.counts.macs / 1e9:.2f} '
-            f'| {r.counts.activations / 1e6:.2f} | {r.counts.convs} | {r.peak_memory_bytes / MIB:.1f} '
-            f'| {r.runtime_median_s * 1e3:.1f} |' for r in reports]
+    rows = [
+        f'| {r.name} | {r.counts.params:,} | {r.counts.flops / 1e9:.2f} | {r.counts.macs / 1e9:.2f} '
+        f'| {r.counts.activations / 1e6:.2f} | {r.counts.convs} | {r.peak_memory_bytes / MIB:.1f} '
+        f'| {r.runtime_median_s * 1e3:.1f} |' for r in reports
+    ]
     notes = _table_notes(reports)
     return '\n'.join(notes + ['', header] + rows) + '\n'
 
@@ -311,21 +319,27 @@ def _table_notes(reports: List[EfficiencyReport]) -> List[str]:
     devices = sorted({r.device for r in reports})
     methods = sorted({r.memory_method for r in reports})
     repeats = sorted({f'median of {len(r.runtimes_s)} forwards after {r.warmup} warm-up' for r in reports})
-    return [f'Input: one LR image of {shape}. Device: {"; ".join(devices)}.',
-            'FLOPs: AIM 2020 counting (conv/linear multiply-accumulates without bias + one op per output element of '
-            'activation modules and BatchNorm); #Activations: elements of all conv outputs.',
-            f'Peak memory: {"; ".join(methods)}.',
-            f'Runtime: {"; ".join(repeats)} (torch.no_grad).']
+    return [
+        f'Input: one LR image of {shape}. Device: {"; ".join(devices)}.',
+        'FLOPs: AIM 2020 counting (conv/linear multiply-accumulates without bias + one op per output element of '
+        'activation modules and BatchNorm); #Activations: elements of all conv outputs.',
+        f'Peak memory: {"; ".join(methods)}.', f'Runtime: {"; ".join(repeats)} (torch.no_grad).'
+    ]
 
 
 def json_document(reports: List[EfficiencyReport], command: Optional[str] = None) -> Dict[str, object]:
     """The JSON written next to the Markdown table: definitions, the command, one record per network."""
-    return {'protocol': 'AIM 2020 efficient SR challenge (Zhang et al., ECCVW 2020), counted by kdplugins',
-            'definitions': {'flops': 'macs + elementwise_ops',
-                            'macs': 'multiply-accumulates of conv, transposed conv and linear modules, bias excluded',
-                            'elementwise_ops': 'output elements of ReLU/LeakyReLU/PReLU/ELU/ReLU6 modules, and of '
-                                               'BatchNorm2d (x2 when affine)',
-                            'activations': 'elements of all (transposed) conv outputs',
-                            'convs': '(transposed) conv module executions'},
-            'command': command, 'torch': torch.__version__,
-            'networks': [r.to_dict() for r in reports]}
+    return {
+        'protocol': 'AIM 2020 efficient SR challenge (Zhang et al., ECCVW 2020), counted by kdplugins',
+        'definitions': {
+            'flops': 'macs + elementwise_ops',
+            'macs': 'multiply-accumulates of conv, transposed conv and linear modules, bias excluded',
+            'elementwise_ops': 'output elements of ReLU/LeakyReLU/PReLU/ELU/ReLU6 modules, and of '
+            'BatchNorm2d (x2 when affine)',
+            'activations': 'elements of all (transposed) conv outputs',
+            'convs': '(transposed) conv module executions'
+        },
+        'command': command,
+        'torch': torch.__version__,
+        'networks': [r.to_dict() for r in reports]
+    }

@@ -6,9 +6,8 @@ Each problem is reported with the option that holds it and how to fix it, instea
 import difflib
 import os
 import sys
-from typing import Iterator, Tuple
-
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, Registry
+from typing import Iterator, Tuple
 
 
 class OptionError(ValueError):

@@ -1,9 +1,8 @@
 """Registration into BasicSR's registries that is safe to repeat."""
 import importlib
 import os
-from typing import Callable, List, TypeVar
-
 from basicsr.utils.registry import Registry
+from typing import Callable, List, TypeVar
 
 T = TypeVar('T')
 

@@ -1,18 +1,21 @@
 """Per-rank pieces of the training state that basicsr does not save: random generator states and digests."""
 import hashlib
-import random
-from typing import Any, Dict, Iterable, List
-
 import numpy as np
+import random
 import torch
 import torch.distributed as dist
 from torch import nn
+from typing import Any, Dict, Iterable, List
 
 
 def capture_rng_state(generator: torch.Generator) -> Dict[str, Any]:
     """States of Python's, NumPy's and torch's global generators and of the model's own ``generator``."""
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(),
-             'model': generator.get_state()}
+    state = {
+        'python': random.getstate(),
+        'numpy': np.random.get_state(),
+        'torch': torch.get_rng_state(),
+        'model': generator.get_state()
+    }
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
