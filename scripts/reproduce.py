@@ -378,8 +378,9 @@ def finished(name: str) -> bool:
     return os.path.isfile(os.path.join('experiments', name, 'models', 'net_g_latest.pth'))
 
 
-def train(method: str, seed: int, data: Dict[str, str]) -> None:
-    name = run_name(method, seed)
+def train(method: str, seed: int, data: Dict[str, str], name: Optional[str] = None) -> None:
+    """Train ``method`` with ``seed`` as run ``name`` (default ``run_name``), or resume it; skip it if finished."""
+    name = name or run_name(method, seed)
     if finished(name):
         print(f'{name}: done', flush=True)
         return
@@ -471,6 +472,35 @@ def final_scores(method: str, seeds: List[int]) -> Dict[str, Dict[str, List[floa
             scores[dataset]['psnr'].append(psnr)
             scores[dataset]['ssim'].append(ssim)
     return scores
+
+
+def rerun_name(method: str, seed: int) -> str:
+    return run_name(method, seed) + '_rerun'
+
+
+def rerun_lines(seeds: List[int]) -> str:
+    """Final PSNR of every configuration trained a second time (``--rerun``) next to its first run."""
+    lines = []
+    for method in METHODS:
+        for seed in run_seeds(method, seeds):
+            names = run_name(method, seed), rerun_name(method, seed)
+            if not all(finished(name) for name in names):
+                continue
+            first, second = (history(name) for name in names)
+            cells = [
+                f'{d} {first[d][-1][1]:.4f} / {second[d][-1][1]:.4f} dB (difference '
+                f'{second[d][-1][1] - first[d][-1][1]:+.4f})' for d in ('Set5', 'Set14')
+            ]
+            lines.append(f'* {method}, seed {seed}: ' + ', '.join(cells))
+    return '\n'.join(lines)
+
+
+def rerun_section(seeds: List[int]) -> str:
+    lines = rerun_lines(seeds)
+    if not lines:
+        return ''
+    return ('\n## Re-run check\n\nConfigurations trained a second time from nothing (`--rerun`), final PSNR-Y of the '
+            f'first run / of the re-run:\n\n{lines}\n')
 
 
 def run_seeds(method: str, seeds: List[int]) -> List[int]:
@@ -714,7 +744,7 @@ CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the stud
 {CSD['gt_size']}x{CSD['gt_size']}, lambda_c {CSD['lambda_c']}, {CSD['num_negatives']} negatives, VGG-19 weights:
 `{CSD['vgg_weights']}`.
 
-""" + '\n'.join(sections) + f"""
+""" + '\n'.join(sections) + rerun_section(seeds) + f"""
 ## Efficiency of the students and teachers
 
 LR input 3x256x256, CPU (2 threads), CPU peak tensor memory (docs/efficiency.md), median of 5 forwards.
@@ -731,6 +761,10 @@ def main() -> None:
     parser.add_argument('--only', nargs='+', choices=list(METHODS), help='methods to run (default: all)')
     parser.add_argument('--seeds', nargs='+', type=int, default=RECIPE['seeds'])
     parser.add_argument('--report-only', action='store_true', help='only rebuild docs/results.md from finished runs')
+    parser.add_argument(
+        '--rerun',
+        action='store_true',
+        help='train the selected runs (--only, --seeds) a second time, as <run>_rerun, to check that they reproduce')
     parser.add_argument('--vgg-weights', default=CSD['vgg_weights'], help="CSD's VGG-19 weights (default: random)")
     parser.add_argument(
         '--total-iter',
@@ -754,7 +788,7 @@ def main() -> None:
         for seed in args.seeds:
             for method in methods:
                 if seed in run_seeds(method, args.seeds):
-                    train(method, seed, data)
+                    train(method, seed, data, rerun_name(method, seed) if args.rerun else None)
     write_report(args.seeds, data, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]))
 
 

@@ -115,9 +115,11 @@ def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: lis
 def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     psnr = {0: {100: 27.5, 200: 28.25}, 1: {100: 27.25, 200: 28.75}}
-    for seed, points in psnr.items():
-        validations = {i: {'Set5': (p, 0.8), 'Set14': (p - 2, 0.7)} for i, p in points.items()}
-        name = reproduce.run_name('kd', seed)
+    runs = {seed: reproduce.run_name('kd', seed) for seed in psnr}
+    runs[2] = reproduce.rerun_name('kd', 1)  # the same configuration trained a second time
+    psnr[2] = {100: 27.25, 200: 28.5}
+    for seed, name in runs.items():
+        validations = {i: {'Set5': (p, 0.8), 'Set14': (p - 2, 0.7)} for i, p in psnr[seed].items()}
         write_basicsr_log(os.path.join('experiments', name), name, validations, [0.5, 0.25 + seed, 0.75, 1.0])
     assert reproduce.history(reproduce.run_name('kd', 1))['Set5'] == [(100, 27.25, 0.8), (200, 28.75, 0.8)]
     assert reproduce.step_time(reproduce.run_name('kd', 1)) == (0.75 + 1.0) / 2
@@ -125,3 +127,5 @@ def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monk
     assert reproduce.mean_curve('kd', [0, 1], 'Set5') == [(100, 27.375), (200, 28.5)]
     assert reproduce.mean_spread([28.25, 28.75]) == '28.5000 ± 0.2500'
     assert reproduce.last_iteration(reproduce.run_name('kd', 0)) == 200
+    assert reproduce.rerun_lines([0, 1]) == ('* kd, seed 1: Set5 28.7500 / 28.5000 dB (difference -0.2500), '
+                                             'Set14 26.7500 / 26.5000 dB (difference -0.2500)')
