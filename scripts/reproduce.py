@@ -223,6 +223,13 @@ def with_feature_kd(opt: dict, method: str) -> dict:
     return opt
 
 
+def with_feature_weight(opt: dict, weight: float) -> dict:
+    """A diagnostic: the method's one feature loss at another weight (its balance against the pixel and KD terms)."""
+    (loss, ) = opt['train']['feature_losses']
+    loss['loss_weight'] = weight
+    return opt
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # CSD against joint training (J-T): a slimmable EDSR whose width-0.5 part is the recipe's student
 def slim_edsr() -> dict:
@@ -345,6 +352,16 @@ METHODS: Dict[str, Callable[[dict, int], dict]] = {
     'memsr': lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
     'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
     'memsr_init_only': lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
+    'crd_weight_1e-3': lambda opt, seed: with_feature_weight(with_feature_kd(opt, 'crd'), 1e-3),
+    'fakd_weight_0.1': lambda opt, seed: with_feature_weight(with_feature_kd(opt, 'fakd'), 0.1),
+}
+# diagnostic runs (not the papers' settings; trained only when named with --only): the claim run each one varies and
+# what it changes
+DIAGNOSTICS = {
+    'crd_weight_1e-3': ('crd', 'CRD+KD with the CRD term weighted 1e-3 instead of 0.8: about a third of the L1 pixel '
+                        'loss at the end of a run instead of 300 times it'),
+    'fakd_weight_0.1': ('fakd', 'FAKD+KD with the FAKD term weighted 0.1 instead of 10: about a third of the L1 pixel '
+                        'loss at the end of a run instead of 30 times it'),
 }
 # (key, title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
 CLAIMS = [
@@ -501,6 +518,18 @@ def rerun_section(seeds: List[int]) -> str:
         return ''
     return ('\n## Re-run check\n\nConfigurations trained a second time from nothing (`--rerun`), final PSNR-Y of the '
             f'first run / of the re-run:\n\n{lines}\n')
+
+
+def diagnostics_section(seeds: List[int]) -> str:
+    """The diagnostic runs that finished, with the claim runs they vary, against scratch."""
+    trained = [m for m in DIAGNOSTICS if any(finished(run_name(m, s)) for s in seeds)]
+    if not trained:
+        return ''
+    varied = list(dict.fromkeys(DIAGNOSTICS[m][0] for m in trained))
+    changes = '\n'.join(f'* `{m}`: {DIAGNOSTICS[m][1]}' for m in trained)
+    return (f"\n## Diagnostics (not the papers' settings)\n\n{changes}\n\n"
+            f'{method_table([BASELINE] + varied + trained, seeds)}\n\nPSNR gain over {BASELINE}, seed by seed:\n\n'
+            f'{differences(varied + trained, BASELINE, seeds)}\n')
 
 
 def run_seeds(method: str, seeds: List[int]) -> List[int]:
@@ -744,7 +773,7 @@ CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the stud
 {CSD['gt_size']}x{CSD['gt_size']}, lambda_c {CSD['lambda_c']}, {CSD['num_negatives']} negatives, VGG-19 weights:
 `{CSD['vgg_weights']}`.
 
-""" + '\n'.join(sections) + rerun_section(seeds) + f"""
+""" + '\n'.join(sections) + diagnostics_section(seeds) + rerun_section(seeds) + f"""
 ## Efficiency of the students and teachers
 
 LR input 3x256x256, CPU (2 threads), CPU peak tensor memory (docs/efficiency.md), median of 5 forwards.

@@ -129,3 +129,13 @@ def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monk
     assert reproduce.last_iteration(reproduce.run_name('kd', 0)) == 200
     assert reproduce.rerun_lines([0, 1]) == ('* kd, seed 1: Set5 28.7500 / 28.5000 dB (difference -0.2500), '
                                              'Set14 26.7500 / 26.5000 dB (difference -0.2500)')
+
+
+def test_diagnostics_differ_from_their_claim_run_only_in_what_they_say(reproduce, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for diagnostic, (method, _) in reproduce.DIAGNOSTICS.items():
+        changed, claim = options(reproduce, diagnostic, 0), options(reproduce, method, 0)
+        weight = changed['train']['feature_losses'][0].pop('loss_weight')
+        assert weight < claim['train']['feature_losses'][0].pop('loss_weight')
+        assert float(diagnostic.split('_weight_')[1]) == weight
+        assert {k: v for k, v in changed.items() if k != 'name'} == {k: v for k, v in claim.items() if k != 'name'}
