@@ -674,11 +674,9 @@ def teacher_on_training_crops(data: Dict[str, str], count: int = 64) -> Tuple[fl
 # ------------------------------------------------------------------------------------------------------------------
 # report
 def mean_curve(method: str, seeds: List[int], dataset: str) -> List[Tuple[int, float]]:
-    """Validation PSNR against iteration, averaged over the seeds (at the iterations every run validated)."""
-    runs = [
-        dict((i, psnr) for i, psnr, _ in history(run_name(method, seed)).get(dataset, []))
-        for seed in run_seeds(method, seeds)
-    ]
+    """Validation PSNR against iteration, averaged over the finished runs (at the iterations every one validated)."""
+    names = [run_name(method, seed) for seed in run_seeds(method, seeds) if finished(run_name(method, seed))]
+    runs = [dict((i, psnr) for i, psnr, _ in history(name).get(dataset, [])) for name in names]
     runs = [points for points in runs if points]
     if not runs:
         return []
