@@ -557,21 +557,25 @@ def method_table(methods: List[str], seeds: List[int], datasets: Tuple[str, str]
     return '\n'.join(lines)
 
 
+def final_psnr(method: str, seed: int, dataset: str) -> Optional[float]:
+    """PSNR at the last validation of a finished run (None if it has not finished)."""
+    name = run_name(method, seed)
+    points = history(name).get(dataset) if finished(name) else None
+    return points[-1][1] if points else None
+
+
 def differences(methods: List[str], baseline: str, seeds: List[int]) -> str:
-    """Mean PSNR gain over the baseline, seed by seed (the same seed: same data order)."""
+    """PSNR gain over the baseline of the same seed (same data order): mean ± half the range, then seed by seed."""
     lines = []
-    base = final_scores(baseline, seeds)
     for method in methods:
         if method == baseline:
             continue
-        scores = final_scores(method, seeds)
         cells = []
         for dataset in ('Set5', 'Set14'):
-            gains = [
-                a - b for a, b in zip(scores.get(dataset, {}).get('psnr', []),
-                                      base.get(dataset, {}).get('psnr', []))
-            ]
-            cells.append(f'{dataset} {mean_spread(gains)} dB' if gains else f'{dataset} n/a')
+            pairs = {seed: (final_psnr(method, seed, dataset), final_psnr(baseline, seed, dataset)) for seed in seeds}
+            gains = {seed: a - b for seed, (a, b) in pairs.items() if a is not None and b is not None}
+            by_seed = ', '.join(f'seed {seed}: {gain:+.4f}' for seed, gain in gains.items())
+            cells.append(f'{dataset} {mean_spread(list(gains.values()))} dB ({by_seed})' if gains else f'{dataset} n/a')
         lines.append(f'* {method} - {baseline}: ' + ', '.join(cells))
     return '\n'.join(lines)
 

@@ -118,6 +118,8 @@ def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monk
     runs = {seed: reproduce.run_name('kd', seed) for seed in psnr}
     runs[2] = reproduce.rerun_name('kd', 1)  # the same configuration trained a second time
     psnr[2] = {100: 27.25, 200: 28.5}
+    runs[3] = reproduce.run_name('scratch', 1)  # a baseline with seed 1 only: gains pair runs of the same seed
+    psnr[3] = {100: 27.0, 200: 28.0}
     for seed, name in runs.items():
         validations = {i: {'Set5': (p, 0.8), 'Set14': (p - 2, 0.7)} for i, p in psnr[seed].items()}
         write_basicsr_log(os.path.join('experiments', name), name, validations, [0.5, 0.25 + seed, 0.75, 1.0])
@@ -129,6 +131,8 @@ def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monk
     assert reproduce.last_iteration(reproduce.run_name('kd', 0)) == 200
     assert reproduce.rerun_lines([0, 1]) == ('* kd, seed 1: Set5 28.7500 / 28.5000 dB (difference -0.2500), '
                                              'Set14 26.7500 / 26.5000 dB (difference -0.2500)')
+    assert reproduce.differences(['scratch', 'kd'], 'scratch', [0, 1]) == \
+        '* kd - scratch: Set5 0.7500 dB (seed 1: +0.7500), Set14 0.7500 dB (seed 1: +0.7500)'
 
 
 def test_diagnostics_differ_from_their_claim_run_only_in_what_they_say(reproduce, tmp_path, monkeypatch):
