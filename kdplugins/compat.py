@@ -13,13 +13,17 @@ and nothing changes the CUDA path: each override falls back to basicsr's own fun
 4. ``basicsr.train.load_resume_state`` maps the resume state to CUDA: without CUDA it is mapped to the CPU.
    The resumed position (epoch, iteration) is also recorded so that :class:`ResumableEnlargedSampler` can skip the
    samples that were consumed in the resumed epoch before the checkpoint (basicsr replays the epoch from its
-   start, which makes a resumed run differ from an uninterrupted one).
+   start, which makes a resumed run differ from an uninterrupted one). The sampler also hands every sample a seed
+   derived from (``manual_seed``, epoch, rank, position in the epoch), and the training dataset draws its random
+   crop and flips from that seed: with ``num_worker_per_gpu > 0`` the workers' own random streams restart at a
+   resume, so without it the augmentations after a resume differed from the uninterrupted run's.
 5. ``basicsr.train.check_resume`` points ``pretrain_network_<x>`` at ``net_<x>_<iter>.pth`` for every network,
    including the teacher ``network_t`` that is never saved: the teacher's path and param key are kept.
 """
 import os
+import random
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 _installed = False
 
@@ -90,6 +94,9 @@ def _create_train_val_dataloader_resuming(opt: dict, logger):
     result = _BASICSR['create_train_val_dataloader'](opt, logger)
     train_loader, train_sampler = result[0], result[1]
     opt['datasets']['train']['num_images'] = len(train_loader.dataset)  # for losses with per-sample state (CRD)
+    if isinstance(train_sampler, ResumableEnlargedSampler):
+        train_sampler.manual_seed = opt['manual_seed']
+        seed_augmentations_per_sample(train_loader.dataset)
     position = opt.get('resume_position')
     if position is not None and isinstance(train_sampler, ResumableEnlargedSampler):
         iters_per_epoch = len(train_loader)
@@ -105,6 +112,49 @@ def _create_train_val_dataloader_resuming(opt: dict, logger):
     return result
 
 
+class SeededIndex(int):
+    """A dataset index that carries the seed of the sample's random augmentations."""
+
+    def __new__(cls, index: int, seed: int) -> 'SeededIndex':
+        value = super().__new__(cls, index)
+        value.seed = seed
+        return value
+
+    def __reduce__(self):
+        return SeededIndex, (int(self), self.seed)
+
+
+def sample_seed(manual_seed: int, epoch: int, rank: int, position: int) -> int:
+    import numpy as np
+    return int(np.random.SeedSequence([manual_seed, epoch, rank, position]).generate_state(1)[0])
+
+
+def _seeded_getitem(self, index: Any):
+    """The dataset's ``__getitem__`` with python's and numpy's global random streams seeded by the sample's seed
+    (and given back unchanged afterwards), when the index carries one."""
+    if not isinstance(index, SeededIndex):
+        return super(type(self), self).__getitem__(index)
+    import numpy as np
+    states = random.getstate(), np.random.get_state()
+    random.seed(index.seed)
+    np.random.seed(index.seed)
+    try:
+        return super(type(self), self).__getitem__(int(index))
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+
+
+def seed_augmentations_per_sample(dataset) -> None:
+    """Make ``dataset`` (an instance) draw its augmentations from the seeds of :class:`SeededIndex` indices."""
+    cls = type(dataset)
+    if '_seeded_getitem' not in cls.__dict__:
+        dataset.__class__ = type(f'PerSampleSeeded{cls.__name__}', (cls, ), {
+            '__getitem__': _seeded_getitem,
+            '_seeded_getitem': True
+        })
+
+
 def _resumable_sampler_class():
     from basicsr.data.data_sampler import EnlargedSampler
 
@@ -114,12 +164,16 @@ def _resumable_sampler_class():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.skipped = {}
+            self.manual_seed = 0
 
         def skip_in_epoch(self, epoch: int, num_samples: int) -> None:
             self.skipped = {epoch: num_samples}
 
         def __iter__(self) -> Iterator[int]:
-            indices = list(super().__iter__())
+            indices = [
+                SeededIndex(index, sample_seed(self.manual_seed, self.epoch, self.rank, position))
+                for position, index in enumerate(super().__iter__())
+            ]
             return iter(indices[self.skipped.get(self.epoch, 0):])
 
         def __len__(self) -> int:

@@ -41,10 +41,13 @@ def test_kd_training_with_validation_and_checkpoints(tmp_path, tiny_lmdbs, teach
     assert all(torch.equal(final[k], latest[k]) for k in final)
 
 
-@pytest.mark.parametrize('half', [2, 4], ids=['mid-epoch', 'epoch-boundary'])
-def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teacher_path, half):
-    """18 training pairs, batch 4: 4 iterations per epoch. 8 iterations straight == half + --auto_resume."""
+@pytest.mark.parametrize(
+    'half, workers', [(2, 0), (4, 0), (2, 1)], ids=['mid-epoch', 'epoch-boundary', 'mid-epoch-data-worker'])
+def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teacher_path, half, workers):
+    """18 training pairs, batch 4: 4 iterations per epoch. 8 iterations straight == half + --auto_resume. With a data
+    worker, the random crops and flips after the resume must be those of the uninterrupted run."""
     opt = kd_options(tiny_lmdbs, teacher_path, name='resume', total_iter=8, feature_losses=FITNET)
+    opt['datasets']['train']['num_worker_per_gpu'] = workers
     opt['logger']['save_checkpoint_freq'] = half
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
     straight.mkdir(), resumed.mkdir()
