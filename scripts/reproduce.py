@@ -371,6 +371,9 @@ CLAIMS = [
     ('memsr', 'MemSR: plain student, winning initialization + feature distillation',
      ['memsr_random', 'memsr_init_only', 'memsr'], 'memsr_random'),
 ]
+# the papers' comparisons other than against a claim's baseline: AugKD over KD, MemSR's distillation over its
+# initialization alone
+PAIRWISE = [('augkd', 'kd'), ('memsr', 'memsr_init_only')]
 SINGLE_SEED = {'memsr_teacher'}
 # what a method needs before its options can be used (trained teachers, initialization files)
 PREPARE: Dict[str, Callable[[Dict[str, str]], None]] = {
@@ -757,8 +760,10 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
             table = method_table(['memsr_teacher'], seeds) + '\n\nStudents:\n\n' + table
         curves = write_curves(key, methods + (['memsr_teacher'] if 'memsr' in methods else []), seeds, figures)
         plot = f'\n![PSNR against iteration: {title}]({curves})\n' if curves else ''
-        sections.append(f'## {title}\n\n{table}\n\nPSNR gain over {baseline}, seed by seed:\n\n'
-                        f'{differences(methods, baseline, seeds) or "n/a"}\n{plot}')
+        gains = '\n'.join([differences(methods, baseline, seeds)] +
+                          [differences([m, b], b, seeds) for m, b in PAIRWISE if m in methods])
+        sections.append(f'## {title}\n\n{table}\n\nPSNR gain over {baseline} (and the paper\'s other comparisons), '
+                        f'seed by seed:\n\n{gains or "n/a"}\n{plot}')
     text = f"""# Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
