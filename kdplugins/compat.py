@@ -20,6 +20,7 @@ and nothing changes the CUDA path: each override falls back to basicsr's own fun
 5. ``basicsr.train.check_resume`` points ``pretrain_network_<x>`` at ``net_<x>_<iter>.pth`` for every network,
    including the teacher ``network_t`` that is never saved: the teacher's path and param key are kept.
 """
+import numpy as np
 import os
 import random
 import sys
@@ -94,11 +95,12 @@ def _create_train_val_dataloader_resuming(opt: dict, logger):
     result = _BASICSR['create_train_val_dataloader'](opt, logger)
     train_loader, train_sampler = result[0], result[1]
     opt['datasets']['train']['num_images'] = len(train_loader.dataset)  # for losses with per-sample state (CRD)
-    if isinstance(train_sampler, ResumableEnlargedSampler):
-        train_sampler.manual_seed = opt['manual_seed']
-        seed_augmentations_per_sample(train_loader.dataset)
+    if not isinstance(train_sampler, ResumableEnlargedSampler):
+        return result
+    train_sampler.manual_seed = opt['manual_seed']
+    seed_augmentations_per_sample(train_loader.dataset)
     position = opt.get('resume_position')
-    if position is not None and isinstance(train_sampler, ResumableEnlargedSampler):
+    if position is not None:
         iters_per_epoch = len(train_loader)
         consumed_iters = position['iter'] - position['epoch'] * iters_per_epoch
         consumed_samples = consumed_iters * train_loader.batch_size
@@ -125,7 +127,6 @@ class SeededIndex(int):
 
 
 def sample_seed(manual_seed: int, epoch: int, rank: int, position: int) -> int:
-    import numpy as np
     return int(np.random.SeedSequence([manual_seed, epoch, rank, position]).generate_state(1)[0])
 
 
@@ -134,7 +135,6 @@ def _seeded_getitem(self, index: Any):
     (and given back unchanged afterwards), when the index carries one."""
     if not isinstance(index, SeededIndex):
         return super(type(self), self).__getitem__(index)
-    import numpy as np
     states = random.getstate(), np.random.get_state()
     random.seed(index.seed)
     np.random.seed(index.seed)
@@ -148,11 +148,8 @@ def _seeded_getitem(self, index: Any):
 def seed_augmentations_per_sample(dataset) -> None:
     """Make ``dataset`` (an instance) draw its augmentations from the seeds of :class:`SeededIndex` indices."""
     cls = type(dataset)
-    if '_seeded_getitem' not in cls.__dict__:
-        dataset.__class__ = type(f'PerSampleSeeded{cls.__name__}', (cls, ), {
-            '__getitem__': _seeded_getitem,
-            '_seeded_getitem': True
-        })
+    if cls.__dict__.get('__getitem__') is not _seeded_getitem:
+        dataset.__class__ = type(f'PerSampleSeeded{cls.__name__}', (cls, ), {'__getitem__': _seeded_getitem})
 
 
 def _resumable_sampler_class():

@@ -506,11 +506,10 @@ def rerun_lines(seeds: List[int]) -> str:
             names = run_name(method, seed), rerun_name(method, seed)
             if not all(finished(name) for name in names):
                 continue
-            first, second = (history(name) for name in names)
-            cells = [
-                f'{d} {first[d][-1][1]:.4f} / {second[d][-1][1]:.4f} dB (difference '
-                f'{second[d][-1][1] - first[d][-1][1]:+.4f})' for d in ('Set5', 'Set14')
-            ]
+            cells = []
+            for dataset in ('Set5', 'Set14'):
+                first, second = (final_psnr(name, dataset) for name in names)
+                cells.append(f'{dataset} {first:.4f} / {second:.4f} dB (difference {second - first:+.4f})')
             lines.append(f'* {method}, seed {seed}: ' + ', '.join(cells))
     return '\n'.join(lines)
 
@@ -560,9 +559,8 @@ def method_table(methods: List[str], seeds: List[int], datasets: Tuple[str, str]
     return '\n'.join(lines)
 
 
-def final_psnr(method: str, seed: int, dataset: str) -> Optional[float]:
+def final_psnr(name: str, dataset: str) -> Optional[float]:
     """PSNR at the last validation of a finished run (None if it has not finished)."""
-    name = run_name(method, seed)
     points = history(name).get(dataset) if finished(name) else None
     return points[-1][1] if points else None
 
@@ -575,7 +573,7 @@ def differences(methods: List[str], baseline: str, seeds: List[int]) -> str:
             continue
         cells = []
         for dataset in ('Set5', 'Set14'):
-            pairs = {seed: (final_psnr(method, seed, dataset), final_psnr(baseline, seed, dataset)) for seed in seeds}
+            pairs = {seed: tuple(final_psnr(run_name(m, seed), dataset) for m in (method, baseline)) for seed in seeds}
             gains = {seed: a - b for seed, (a, b) in pairs.items() if a is not None and b is not None}
             by_seed = ', '.join(f'seed {seed}: {gain:+.4f}' for seed, gain in gains.items())
             cells.append(f'{dataset} {mean_spread(list(gains.values()))} dB ({by_seed})' if gains else f'{dataset} n/a')
