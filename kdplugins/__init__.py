@@ -1,11 +1,13 @@
 """kdplugins: knowledge distillation for single-image super-resolution as a BasicSR 1.4.2 plugin.
 
-``import kdplugins`` installs the compatibility fixes of :mod:`kdplugins.compat` (they must precede basicsr's own
-import) and registers every arch, model, loss and dataset of this package into BasicSR's registries, once.
+``import kdplugins`` installs the shims of :mod:`kdplugins.runtime.shims` (they must precede basicsr's own import;
+they leave basicsr's CUDA path and its sampler and augmentations as they are) and registers every arch, model, loss
+and dataset of this package into BasicSR's registries, once. Exact resume is installed by kdplugins' entry points,
+or by :func:`kdplugins.runtime.install_exact_resume` in a host project.
 """
-from kdplugins import compat
+from kdplugins.runtime.shims import install_shims
 
-compat.install()
+install_shims()
 
 from kdplugins import archs, data, losses, models  # noqa: E402,F401  (registration by import)
 

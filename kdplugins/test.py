@@ -4,8 +4,8 @@ Results go to ``results/<name>`` under the current directory.
 """
 import os
 
-import kdplugins  # noqa: F401  (compat fixes and registration)
-from kdplugins.utils.options_check import install_option_checks
+import kdplugins  # noqa: F401  (shims and registration)
+from kdplugins.runtime.option_checks import install_option_checks
 
 
 def main() -> None:

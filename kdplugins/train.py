@@ -3,18 +3,21 @@
 A thin wrapper over :func:`basicsr.train.train_pipeline` with every kdplugins component registered. The root
 folder (``experiments/``, ``tb_logger/``) is the current directory, which is also where ``--auto_resume`` looks for
 training states and where relative ``dataroot`` paths are resolved: always start and resume a run from the same
-folder. The options are checked before anything is created (:mod:`kdplugins.utils.options_check`). Freed host
-memory is kept for reuse (:mod:`kdplugins.utils.host_memory`; ``KDPLUGINS_RELEASE_HOST_MEMORY=1`` to opt out).
+folder. On top of ``import kdplugins`` (shims, registration) it installs exact resume
+(:mod:`kdplugins.runtime.exact_resume`), the option checks (:mod:`kdplugins.runtime.option_checks`) and keeps freed
+host memory for reuse (:mod:`kdplugins.runtime.host_memory`; ``KDPLUGINS_RELEASE_HOST_MEMORY=1`` to opt out).
 """
 import os
 
-import kdplugins  # noqa: F401  (compat fixes and registration, also in spawned DataLoader workers)
-from kdplugins.utils.host_memory import keep_freed_host_memory
-from kdplugins.utils.options_check import install_option_checks
+import kdplugins  # noqa: F401  (shims and registration, also in spawned DataLoader workers)
+from kdplugins.runtime import install_exact_resume
+from kdplugins.runtime.host_memory import keep_freed_host_memory
+from kdplugins.runtime.option_checks import install_option_checks
 
 
 def main() -> None:
     import basicsr.train
+    install_exact_resume()
     install_option_checks()
     keep_freed_host_memory()
     basicsr.train.train_pipeline(os.getcwd())

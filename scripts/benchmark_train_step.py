@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdplugins  # noqa: E402,F401  (compat fixes before basicsr is imported)
+import kdplugins  # noqa: E402,F401  (shims before basicsr is imported)
 
 # isort: split
 import torch  # noqa: E402
@@ -29,7 +29,7 @@ from basicsr.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils.options import ordered_yaml  # noqa: E402
 
-from kdplugins.utils.host_memory import keep_freed_host_memory  # noqa: E402
+from kdplugins.runtime.host_memory import keep_freed_host_memory  # noqa: E402
 
 
 def load_options(path: str, root: str) -> dict:
@@ -45,6 +45,19 @@ def load_options(path: str, root: str) -> dict:
     return opt
 
 
+def apply_overrides(opt: dict, sets: list) -> dict:
+    """``key:sub=value`` entries applied as basicsr's ``--force_yml`` applies them (same value parsing)."""
+    from basicsr.utils.options import _postprocess_yml_value
+    for entry in sets:
+        keys, value = entry.split('=', 1)
+        target = opt
+        *parents, last = keys.strip().split(':')
+        for key in parents:
+            target = target[key]
+        target[last] = _postprocess_yml_value(value.strip())
+    return opt
+
+
 def scratch_options(opt: dict) -> dict:
     scratch = copy.deepcopy(opt)
     scratch['model_type'] = 'SRModel'
@@ -56,8 +69,16 @@ def scratch_options(opt: dict) -> dict:
     return scratch
 
 
+PEAK_MEMORY = {}
+
+
 def steps(model, batches: list, first_iter: int) -> list:
-    """Times of ``feed_data`` + ``optimize_parameters`` on each batch (CUDA synchronized)."""
+    """Times of ``feed_data`` + ``optimize_parameters`` on each batch (CUDA synchronized). On CUDA,
+    ``PEAK_MEMORY[model]`` keeps the step memory: the peak allocated during the steps minus what was allocated before
+    them (activations, gradients, temporaries; the weights of every model built are allocated before)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
     times = []
     for i, batch in enumerate(batches, start=first_iter):
         start = time.perf_counter()
@@ -66,6 +87,8 @@ def steps(model, batches: list, first_iter: int) -> list:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+    if torch.cuda.is_available():
+        PEAK_MEMORY[model] = max(PEAK_MEMORY.get(model, 0), torch.cuda.max_memory_allocated() - before)
     return times
 
 
@@ -75,14 +98,14 @@ def main() -> None:
     parser.add_argument('--repeat', type=int, default=20, help='timed steps per model and round')
     parser.add_argument('--warmup', type=int, default=3, help='untimed steps per model before the rounds')
     parser.add_argument('--rounds', type=int, default=1)
+    parser.add_argument(
+        '--set', nargs='*', default=[], help='option overrides, as --force_yml (e.g. train:total_iter=10)')
     args = parser.parse_args()
     keep_freed_host_memory()  # as python -m kdplugins.train does
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as root:
-        options = [load_options(path, root) for path in args.opt]
+        options = [apply_overrides(load_options(path, root), args.set) for path in args.opt]
         datasets = [build_dataset(opt['datasets']['train']) for opt in options]
-        for opt, dataset in zip(options, datasets):
-            opt['datasets']['train']['num_images'] = len(dataset)  # as the trainer records it (CRD's n_data: auto)
         dataset_opt = options[0]['datasets']['train']
         loader = build_dataloader(datasets[0], dataset_opt, num_gpu=options[0]['num_gpu'], seed=0)
         batches = []
@@ -106,6 +129,8 @@ def main() -> None:
         line = f'{label}: {medians[label] * 1000:.2f} ms/step; ratio: {medians[label] / scratch:.3f}'
         if len(labels) > 2 and label != labels[0]:
             line += f'; ratio to {labels[0]}: {medians[label] / medians[labels[0]]:.3f}'
+        if torch.cuda.is_available():
+            line += f'; step memory: {PEAK_MEMORY[models[labels.index(label)]] / 2**20:.0f} MiB'
         print(line)
 
 

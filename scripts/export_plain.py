@@ -20,7 +20,7 @@ from typing import List
 os.environ.setdefault('KINETO_LOG_LEVEL', '5')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (compat fixes and registration before basicsr is used)
+import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
 
 # isort: split
 import torch  # noqa: E402

@@ -19,7 +19,7 @@ from typing import Tuple
 
 os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # torch.profiler logs "gpuGetDeviceCount failed" without a GPU
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdplugins  # noqa: E402,F401  (compat fixes and registration before basicsr is used)
+import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
 
 # isort: split
 import torch  # noqa: E402

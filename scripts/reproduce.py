@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (compat fixes and registration before basicsr is used)
+import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
 
 # isort: split
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb  # noqa: E402

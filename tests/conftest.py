@@ -6,8 +6,9 @@ import subprocess
 import sys
 import yaml
 from pathlib import Path
+from typing import Sequence
 
-import kdplugins  # noqa: F401  (compat fixes before any basicsr import)
+import kdplugins  # noqa: F401  (shims before any basicsr import)
 
 
 def shared_data_dir() -> Path:
@@ -61,13 +62,42 @@ def run_script(script: str, *args: str, cwd=None) -> subprocess.CompletedProcess
     return result
 
 
-def run_module(module: str, *args: str, cwd, check: bool = True, torchrun: int = 0) -> subprocess.CompletedProcess:
-    """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun>``) in ``cwd``."""
-    prefix = [sys.executable, '-m']
+def run_module(module: str,
+               *args: str,
+               cwd,
+               check: bool = True,
+               torchrun: int = 0,
+               start_method: str = '',
+               torchrun_args: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun> [torchrun_args]``) in ``cwd``;
+    ``start_method`` sets the multiprocessing start method first (tests/run_with_start_method.py)."""
+    return finish(
+        start_module(module, *args, cwd=cwd, torchrun=torchrun, start_method=start_method, torchrun_args=torchrun_args),
+        check)
+
+
+def start_module(module: str,
+                 *args: str,
+                 cwd,
+                 torchrun: int = 0,
+                 start_method: str = '',
+                 torchrun_args: Sequence[str] = ()) -> subprocess.Popen:
+    """:func:`run_module` started in the background (:func:`finish` waits for it)."""
+    prefix = [sys.executable]
     if torchrun:
-        prefix += ['torch.distributed.run', f'--nproc_per_node={torchrun}', f'--master_port={free_port()}', '-m']
+        if not any(a.startswith('--master_port') for a in torchrun_args):
+            torchrun_args = [*torchrun_args, f'--master_port={free_port()}']
+        prefix += ['-m', 'torch.distributed.run', f'--nproc_per_node={torchrun}', *torchrun_args]
+    target = [str(REPO / 'tests' /
+                  'run_with_start_method.py'), start_method, module] if start_method else ['-m', module]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
-    result = subprocess.run(prefix + [module, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.Popen(
+        prefix + target + list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(process: subprocess.Popen, check: bool = True) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate()
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if check:
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return result

@@ -11,7 +11,7 @@ from basicsr.archs import arch_util, build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-import kdplugins  # noqa: F401  (compat fixes and registration)
+import kdplugins  # noqa: F401  (shims and registration)
 from kdplugins.utils import efficiency
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

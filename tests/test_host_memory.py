@@ -1,11 +1,11 @@
-"""kdplugins.utils.host_memory: freed large tensors are reused instead of being faulted in again."""
+"""kdplugins.runtime.host_memory: freed large tensors are reused instead of being faulted in again."""
 import os
 import subprocess
 import sys
 
 COUNT_FAULTS = '''
 import resource, sys, torch
-from kdplugins.utils.host_memory import keep_freed_host_memory
+from kdplugins.runtime.host_memory import keep_freed_host_memory
 assert keep_freed_host_memory() == (sys.argv[1] == 'keep')
 warm = torch.ones(2**24)  # 64 MiB, once, so that the heap has grown
 del warm

@@ -8,7 +8,7 @@ from basicsr.utils import make_exp_dirs
 from conftest import (STUDENT_NET, TEACHER_NET, build, kd_options, parse_train_options, save_teacher, train_batches,
                       write_yaml)
 
-from kdplugins.utils.options_check import OptionError, check_options
+from kdplugins.runtime.option_checks import OptionError, check_options
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@ errors on mismatching checkpoints, and the published Set5 x4 PSNR-Y reproduced t
 import numpy as np
 import pytest
 import torch
-from basicsr.metrics import calculate_psnr  # basicsr is imported after kdplugins' compat fixes by conftest.py
+from basicsr.metrics import calculate_psnr  # basicsr is imported after kdplugins' shims by conftest.py
 from basicsr.utils import imfrombytes, img2tensor, tensor2img
 from pathlib import Path
 from torch import nn

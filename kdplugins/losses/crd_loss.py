@@ -27,8 +27,8 @@ def resolve_n_data(n_data: Union[int, str], num_train_images: Optional[int]) -> 
     if n_data == 'auto':
         if num_train_images is None:
             raise ValueError('CRDLoss n_data: auto needs the number of training images, which KDModel passes when '
-                             "basicsr's trainer built the training dataset. Outside a training run set n_data to the "
-                             'number of images of the dataset whose index the loss receives.')
+                             'the options have datasets.train. Without one set n_data to the number of images of the '
+                             'dataset whose index the loss receives.')
         n_data = num_train_images
     if not isinstance(n_data, int) or isinstance(n_data, bool) or n_data < 2:
         raise ValueError(f'CRDLoss n_data must be auto or an integer >= 2 (one memory-bank row per training image); '

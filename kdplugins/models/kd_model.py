@@ -9,7 +9,7 @@ from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import master_only
-from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 from collections import OrderedDict
 from torch import nn
 from typing import Dict, List, Optional, Tuple
@@ -95,9 +95,10 @@ class KDModel(SRModel):
             name = self.feature_loss_name(i)
             extra = {
                 'student_channels': student_shapes[loss_opt['student_layer']][1],
-                'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1],
-                'num_train_images': self.num_train_images()
+                'teacher_channels': teacher_shapes[loss_opt['teacher_layer']][1]
             }
+            if 'num_train_images' in inspect.signature(LOSS_REGISTRY.get(loss_opt['type'])).parameters:
+                extra['num_train_images'] = self.num_train_images()
             self.net_distill[name] = self.build_feature_loss(loss_opt, extra)
         self.net_distill.to(self.device)
         broadcast_from_rank0(self.net_distill)  # ranks were seeded differently
@@ -108,8 +109,14 @@ class KDModel(SRModel):
         return f'l_{loss_type}' if len(same_type) == 1 else f'l_{loss_type}_{i}'
 
     def num_train_images(self) -> Optional[int]:
-        """Number of images of the training dataset (recorded when basicsr's trainer built it), else None."""
-        return self.opt.get('datasets', {}).get('train', {}).get('num_images')
+        """Number of images of the training dataset of the options (before ``dataset_enlarge_ratio``), else None.
+
+        The dataset is constructed again for this (its class directly: basicsr's ``build_dataset`` would log it
+        twice); for an LMDB that reads ``meta_info.txt`` only."""
+        dataset_opt = (self.opt.get('datasets') or {}).get('train')
+        if not dataset_opt:
+            return None
+        return len(DATASET_REGISTRY.get(dataset_opt['type'])(dataset_opt))
 
     @staticmethod
     def build_feature_loss(loss_opt: dict, extra: Dict[str, Optional[int]]) -> nn.Module:
