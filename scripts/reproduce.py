@@ -74,7 +74,7 @@ RECIPE = {
 CSD = {
     'gt_size': 64,
     'width_mult': 0.5,
-    'lambda_c': 200.0,
+    'lambda_c': 200.0 / 255,  # the paper's 200 on [0, 255] pixels (docs/conventions.md)
     'num_negatives': RECIPE['batch_size'] - 1,
     'vgg_weights': 'random'
 }
@@ -209,24 +209,28 @@ FEATURE_KD_OPTIONS = {
     'crd': os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml'),
     'fitnet': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FitNet_RFDN_EDSR_x4.yml'),
     'fakd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FAKD_RFDN_EDSR_x4.yml'),
+    'at': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_AT_RFDN_EDSR_x4.yml'),
+    'rkd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_RKD_RFDN_EDSR_x4.yml'),
 }
 
 
 def with_feature_kd(opt: dict, method: str) -> dict:
     """The feature distillation of the method's option file (its ``feature_losses``: taps, weights and settings,
-    its output-KD term, its dataset type) with the RFDN teacher on the recipe's student and data."""
+    its pixel and output-KD terms, its dataset type) with the RFDN teacher on the recipe's student and data."""
     with open(FEATURE_KD_OPTIONS[method]) as f:
         reference = yaml.safe_load(f)
     opt = with_rfdn_teacher(opt, kd_weight=(reference['train'].get('kd_opt') or {}).get('loss_weight'))
+    opt['train']['pixel_opt'] = dict(reference['train']['pixel_opt'])
     opt['train']['feature_losses'] = reference['train']['feature_losses']
     opt['datasets']['train']['type'] = reference['datasets']['train']['type']
     return opt
 
 
 def with_feature_weight(opt: dict, weight: float) -> dict:
-    """A diagnostic: the method's one feature loss at another weight (its balance against the pixel and KD terms)."""
-    (loss, ) = opt['train']['feature_losses']
-    loss['loss_weight'] = weight
+    """A diagnostic: the method's one feature loss at another weight (its balance against the pixel and KD terms);
+    for RKD the ``loss_weight`` that multiplies its distance and angle weights; every tap of the method gets it."""
+    for loss in opt['train']['feature_losses']:
+        loss['loss_weight'] = weight
     return opt
 
 
@@ -352,16 +356,18 @@ METHODS: Dict[str, Callable[[dict, int], dict]] = {
     'memsr': lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
     'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
     'memsr_init_only': lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
-    'crd_weight_1e-3': lambda opt, seed: with_feature_weight(with_feature_kd(opt, 'crd'), 1e-3),
-    'fakd_weight_0.1': lambda opt, seed: with_feature_weight(with_feature_kd(opt, 'fakd'), 0.1),
+    **{
+        f'{loss}_weight_{weight:g}': (lambda loss, weight: lambda opt, seed: with_feature_weight(
+            with_feature_kd(opt, loss), weight))(loss, weight)
+        for loss, weights in (('at', (1000, )), ('rkd', (1, )))
+        for weight in weights
+    },
 }
 # diagnostic runs (not the papers' settings; trained only when named with --only): the claim run each one varies and
 # what it changes
 DIAGNOSTICS = {
-    'crd_weight_1e-3': ('crd', 'CRD+KD with the CRD term weighted 1e-3 instead of 0.8: about a third of the L1 pixel '
-                        'loss at the end of a run instead of 300 times it'),
-    'fakd_weight_0.1': ('fakd', 'FAKD+KD with the FAKD term weighted 0.1 instead of 10: about a third of the L1 pixel '
-                        'loss at the end of a run instead of 30 times it'),
+    'at_weight_1000': ('kd', 'AT+KD at the published AT weight 1000 (a classification setting, CRD Sec. 6.4)'),
+    'rkd_weight_1': ('kd', 'RKD+KD at the published RKD weights (distance 25, angle 50; classification, CRD Sec. 6.4)'),
 }
 # (key, title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
 CLAIMS = [

@@ -140,10 +140,16 @@ def test_option_files_exist_for_crd_and_every_baseline():
 
 @pytest.mark.parametrize('path', [p for p in OPTION_FILES if p.name.startswith('train_')], ids=lambda p: p.name)
 def test_training_option_files_are_the_kd_twin_plus_feature_losses(path):
-    """Same student, teacher, data, patch, batch and schedule as the plain-KD twin: only the feature losses differ."""
+    """Same student, teacher, data, patch, batch and schedule as the plain-KD twin: only the feature losses differ,
+    and FAKD's pixel / KD weights (0.5 / 0.5 with three taps, as the official FAKD code)."""
     opt, twin = read_options(path), read_options(KD_TWIN)
     feature_losses = opt['train'].pop('feature_losses')
-    assert len(feature_losses) == 1
+    fakd = feature_losses[0]['type'] == 'FAKDLoss'
+    assert len(feature_losses) == (3 if fakd else 1)
+    weights = [opt['train'][key].pop('loss_weight') for key in ('pixel_opt', 'kd_opt')]
+    assert weights == ([0.5, 0.5] if fakd else [twin['train'][key]['loss_weight'] for key in ('pixel_opt', 'kd_opt')])
+    for key in ('pixel_opt', 'kd_opt'):
+        twin['train'][key].pop('loss_weight')
     dataset_type = opt['datasets']['train'].pop('type')
     assert dataset_type == ('PairedImageDatasetWithIndex'
                             if feature_losses[0]['type'] == 'CRDLoss' else 'PairedImageDataset')

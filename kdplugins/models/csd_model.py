@@ -12,10 +12,12 @@ from typing import Iterator, Optional
 
 from kdplugins.archs.slimmable import SlimmableMixin
 from kdplugins.distill.recorder import bare_module
+from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 from kdplugins.models.kd_model import KDModel
 from kdplugins.utils.registry import register
 
-CSD_DEFAULTS = {'width_mult': 0.25, 'lambda_t': 1.0, 'lambda_c': 200.0, 'detach_teacher': True}
+# lambda_c: the paper's 200, tuned with an L1 pixel loss on [0, 255] images, is 200 / 255 on BasicSR's [0, 1]
+CSD_DEFAULTS = {'width_mult': 0.25, 'lambda_t': 1.0, 'lambda_c': CSD_LAMBDA_C_DEFAULT, 'detach_teacher': True}
 CONTRASTIVE_DEFAULTS = {'type': 'CSDContrastiveLoss', 'num_negatives': 10}
 
 
@@ -45,10 +47,14 @@ class CSDModel(KDModel):
     ``l_pix`` (student), ``l_pix_t`` (teacher), ``l_csd``. There is no ``network_t``: the teacher is ``net_g`` at
     width 1.0. RNG, checkpoints, resume and ``check_rank_sync`` are those of :class:`KDModel`.
 
+    Training starts from a pretrained width-1.0 network (``path.pretrain_network_g``, e.g. BasicSR's EDSR / RCAN
+    checkpoints) as Algorithm 1 does; without one a warning names the paper's setup.
+
     Options:
         train.csd.width_mult: ``w`` (default 0.25).
         train.csd.lambda_t: λ_T (default 1); 0 is the paper's CSD-A (no teacher reconstruction term).
-        train.csd.lambda_c: λ_C (default 200); 0 is joint training (J-T), with no VGG at all.
+        train.csd.lambda_c: λ_C (default 200 / 255 = 0.784: the paper's 200 was tuned with an L1 pixel loss on
+            [0, 255] images, docs/conventions.md); 0 is joint training (J-T), with no VGG at all.
         train.csd.detach_teacher: default true; false is CSD-B (the contrastive gradient also reaches the teacher).
         train.contrastive_opt: options of the contrastive loss (``type`` default ``CSDContrastiveLoss``,
             ``num_negatives`` K default 10, ``vgg_weights``...; not ``loss_weight``: that is ``lambda_c``).
@@ -70,6 +76,11 @@ class CSDModel(KDModel):
         net.check_width(self.eval_width)
         if self.is_train:
             net.check_width(self.csd['width_mult'])
+            if not self.opt['path'].get('pretrain_network_g') and not self.opt['path'].get('resume_state'):
+                get_root_logger().warning(
+                    'CSD: path.pretrain_network_g is not set, so the width-1.0 network (the teacher) starts from '
+                    'random weights. The CSD paper (Algorithm 1) and its code start from a pretrained network: set '
+                    'path.pretrain_network_g to a BasicSR EDSR / RCAN checkpoint (they load into SlimEDSR / SlimRCAN).')
 
     # ----------------------------------------------------------------------------------------------------------
     # setup: no network_t, no feature losses; the contrastive loss

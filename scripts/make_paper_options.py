@@ -1,0 +1,36 @@
+"""(Re)write options/train/paper/*.yml from kdplugins/experiments/paper_recipes.py (the recipes are data there).
+
+    python scripts/make_paper_options.py [--out options/train/paper] [--table]
+
+``--table`` prints the Markdown table of docs/paper_recipes.md instead of writing the files.
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from kdplugins.experiments import paper_recipes  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default=os.path.join(REPO, 'options', 'train', 'paper'), help='output folder')
+    parser.add_argument('--table', action='store_true', help='print the docs/paper_recipes.md table and exit')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.table:
+        print(paper_recipes.markdown_table(), end='')
+        return
+    paths = paper_recipes.write_all(args.out)
+    counts = ', '.join(f'{table}: {count}' for table, count in paper_recipes.rows_by_table().items())
+    print(f'wrote {len(paths)} option files to {args.out} ({counts})')
+
+
+if __name__ == '__main__':
+    main()
