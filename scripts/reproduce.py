@@ -465,6 +465,27 @@ def history(name: str) -> Dict[str, List[Tuple[int, float, float]]]:
     return {dataset: [(i, *values) for i, values in sorted(points.items())] for dataset, points in curves.items()}
 
 
+LOSS_TERM = re.compile(r'(l_\w+): ([0-9.e+-]+)')
+
+
+def final_losses(name: str, points: int = 4) -> Dict[str, float]:
+    """Each logged loss term, averaged over the last ``points`` iteration lines of the log."""
+    lines = [line for line in read_log(name).splitlines() if ITER_LINE.search(line)][-points:]
+    terms: Dict[str, List[float]] = {}
+    for line in lines:
+        for term, value in LOSS_TERM.findall(line.split('] ', 2)[-1]):
+            terms.setdefault(term, []).append(float(value))
+    return {term: statistics.mean(values) for term, values in terms.items()}
+
+
+def feature_term_fraction(name: str) -> Optional[float]:
+    """The feature-distillation terms (all but ``l_pix`` and ``l_kd``) over the pixel term, at the end of a run."""
+    losses = final_losses(name)
+    if 'l_pix' not in losses:
+        return None
+    return sum(v for k, v in losses.items() if k not in ('l_pix', 'l_kd')) / losses['l_pix']
+
+
 def step_time(name: str) -> Optional[float]:
     """Median of the iteration times basicsr logs (each an average over its recent iterations)."""
     times = [float(t) for _, t in ITER_LINE.findall(read_log(name))]
@@ -534,7 +555,9 @@ def diagnostics_section(seeds: List[int]) -> str:
     if not trained:
         return ''
     varied = list(dict.fromkeys(DIAGNOSTICS[m][0] for m in trained))
-    changes = '\n'.join(f'* `{m}`: {DIAGNOSTICS[m][1]}' for m in trained)
+    fractions = {m: [feature_term_fraction(run_name(m, s)) for s in seeds if finished(run_name(m, s))] for m in trained}
+    changes = '\n'.join(f'* `{m}`: {DIAGNOSTICS[m][1]}; feature term / pixel term over the last 4 logged iterations: ' +
+                        ', '.join(f'{f:.3g}' for f in fractions[m]) for m in trained)
     return (f"\n## Diagnostics (not the papers' settings)\n\n{changes}\n\n"
             f'{method_table([BASELINE] + varied + trained, seeds)}\n\nPSNR gain over {BASELINE}, seed by seed:\n\n'
             f'{differences(varied + trained, BASELINE, seeds)}\n')

@@ -9,6 +9,7 @@ from conftest import build, kd_options, run_module, save_teacher, train_batches,
 
 from kdplugins.distill.invertible_augment import OPERATIONS, InvertibleAugment
 from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
+from kdplugins.models.augkd_model import DUKD_LABEL_CONSISTENCY
 
 ALL_OPS = list(OPERATIONS)
 
@@ -56,7 +57,7 @@ def test_probabilities_of_the_draw():
     assert abs(flags[:, 2].double().mean().item() - 0.25) < 0.01
 
 
-VALID = 'valid names: hflip, vflip, rot90, rot180, rot270, invert.'
+VALID = 'valid names: hflip, vflip, rot90, rot180, rot270, transpose, invert.'
 HFLIP_ROTATE, INVERT, VFLIP = {'hflip': 0.5, 'rotate': 0.5}, {'invert': 1.5}, {'vflip': -0.1}
 BAD_AUGMENTATIONS = [
     (HFLIP_ROTATE, f"Unknown augmentation(s) ['rotate'] in label_consistency; {VALID}"),
@@ -116,13 +117,22 @@ def augkd_options(lmdbs, teacher_path, name='augkd', total_iter=4, **augkd) -> d
     return opt
 
 
-def direct_losses(model, lq, gt, generator_state) -> dict:
-    """Eq. 1-4 computed sample by sample, with the random draws of the model's generator replayed."""
+DEFAULT_SET = {'hflip': 0.5, 'vflip': 0.5, 'rot90': 0.5, 'invert': 0.5}
+
+
+def direct_losses(model, lq, gt, generator_state, augmentations=DEFAULT_SET, samples=('zoom_in', 'zoom_out')) -> dict:
+    """Eq. 1-4 computed sample by sample, with the random draws of the model's generator replayed (``augmentations``
+    in the order of OPERATIONS, on the auxiliary ``samples`` only)."""
     rng = torch.Generator().manual_seed(0)
     rng.set_state(generator_state)
     student, teacher = model.net_g, model.net_t
-    probabilities = torch.tensor([0.5, 0.5, 0.5, 0.5], dtype=torch.float64)
-    names = ['hflip', 'vflip', 'rot90', 'invert']
+    names = list(augmentations)
+    probabilities = torch.tensor([augmentations[n] for n in names], dtype=torch.float64)
+
+    def draw(count: int, kind: str) -> torch.Tensor:
+        if kind not in samples:
+            return torch.zeros(count, len(names), dtype=torch.bool)
+        return torch.rand(count, len(names), generator=rng, dtype=torch.float64) < probabilities
 
     def student_on(sample: torch.Tensor, drawn) -> torch.Tensor:
         x = sample[None]
@@ -135,12 +145,12 @@ def direct_losses(model, lq, gt, generator_state) -> dict:
 
     batch, scale, h = lq.size(0), 2, lq.size(-1)
     lq_zo = torch.stack([imresize(img, 1 / scale) for img in lq])
-    flags_zo = torch.rand(batch, 4, generator=rng, dtype=torch.float64) < probabilities
+    flags_zo = draw(batch, 'zoom_out')
     out_zo = torch.stack([student_on(lq_zo[b], flags_zo[b]) for b in range(batch)])
     tops = torch.randint(0, 2 * h - h + 1, (batch, 2), generator=rng)
     lefts = torch.randint(0, 2 * h - h + 1, (batch, 2), generator=rng)
     crops = [gt[b, :, tops[b, k]:tops[b, k] + h, lefts[b, k]:lefts[b, k] + h] for k in range(2) for b in range(batch)]
-    flags_zi = torch.rand(2 * batch, 4, generator=rng, dtype=torch.float64) < probabilities
+    flags_zi = draw(2 * batch, 'zoom_in')
     out_zi = torch.stack([student_on(crop, flags_zi[i]) for i, crop in enumerate(crops)])
     teacher_zi = torch.stack([teacher(crop[None])[0] for crop in crops])
     out = student(lq)
@@ -153,14 +163,21 @@ def direct_losses(model, lq, gt, generator_state) -> dict:
     }
 
 
-def test_loss_terms_are_eq_1_to_4(tmp_path, monkeypatch, tiny_lmdbs, teacher_path):
-    model, parsed = build(tmp_path, monkeypatch, augkd_options(tiny_lmdbs, teacher_path))
+@pytest.mark.parametrize('preset', ['default', 'dukd'])
+def test_loss_terms_are_eq_1_to_4(tmp_path, monkeypatch, tiny_lmdbs, teacher_path, preset):
+    """With the default label consistency, and with DUKD's (inversion, flips, transpose at 0.3, zoom-in only)."""
+    augkd = {} if preset == 'default' else DUKD_LABEL_CONSISTENCY
+    model, parsed = build(tmp_path, monkeypatch, augkd_options(tiny_lmdbs, teacher_path, **augkd))
     batch = train_batches(parsed, 1)[0]
     model.feed_data(batch)
     state = model.rng.get_state()
     losses = model.compute_losses(1)
     assert list(losses) == ['l_pix_zo', 'l_augkd_zo', 'l_pix', 'l_kd', 'l_augkd_zi']
-    expected = direct_losses(model, batch['lq'], batch['gt'], state)
+    if preset == 'default':
+        expected = direct_losses(model, batch['lq'], batch['gt'], state)
+    else:  # the order of OPERATIONS: hflip, vflip, transpose, invert
+        ordered = {'hflip': 0.3, 'vflip': 0.3, 'transpose': 0.3, 'invert': 0.3}
+        expected = direct_losses(model, batch['lq'], batch['gt'], state, ordered, samples=('zoom_in', ))
     for name, value in expected.items():
         assert torch.allclose(losses[name], value, rtol=1e-5, atol=1e-7), (name, losses[name], value)
 
@@ -186,9 +203,12 @@ def test_gradients_reach_only_the_student(tmp_path, monkeypatch, tiny_lmdbs, tea
     ({
         'label_consistency': {
             'hflip': 0.5,
-            'transpose': 0.5
+            'shear': 0.5
         }
-    }, "Unknown augmentation(s) ['transpose']"),
+    }, "Unknown augmentation(s) ['shear']"),
+    ({
+        'label_consistency_samples': ['zoom_in', 'lr']
+    }, "train.augkd.label_consistency_samples: ['zoom_in', 'lr'] must be a list of zoom_in, zoom_out"),
     ({
         'label_consistency': {
             'invert': 2
@@ -236,9 +256,10 @@ def test_two_process_torchrun_keeps_ranks_bitwise_equal(tmp_path, tiny_lmdbs, te
     assert len(re.findall(r'l_pix_zo: \S+ l_augkd_zo: \S+ l_pix: \S+ l_kd: \S+ l_augkd_zi: \S+', log)) == 4
 
 
-def test_mixed_quarter_turns_of_non_square_samples_are_refused():
-    augment = InvertibleAugment({'rot90': 0.5})
+@pytest.mark.parametrize('name', ['rot90', 'transpose'])
+def test_mixed_quarter_turns_of_non_square_samples_are_refused(name):
+    augment = InvertibleAugment({name: 0.5})
     flags = torch.tensor([[True], [False]])
-    with pytest.raises(ValueError, match='Cannot rotate some samples of a batch of non-square'):
+    with pytest.raises(ValueError, match='Cannot rotate or transpose some samples of a batch of non-square'):
         augment.apply(torch.rand(2, 3, 4, 6), flags)
     assert torch.equal(augment.apply(torch.zeros(2, 3, 4, 6), torch.zeros_like(flags)), torch.zeros(2, 3, 4, 6))

@@ -76,8 +76,9 @@ def test_memsr_runs_differ_only_in_initialization_and_distillation(reproduce):
     assert runs['memsr']['train']['memsr']['lambda'] == runs['memsr_random']['train']['memsr']['lambda'] == 0.3
 
 
-def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: list) -> None:
-    """A training log written by basicsr's own MessageLogger and SRModel validation logging."""
+def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: list, losses=None) -> None:
+    """A training log written by basicsr's own MessageLogger and SRModel validation logging (``losses(step)``: the
+    logged loss terms of a step; default ``l_pix`` 0.1)."""
     import logging
     from basicsr.models.sr_model import SRModel
     from basicsr.utils.logger import MessageLogger
@@ -102,7 +103,8 @@ def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: lis
             }
         })
         for step, iter_time in enumerate(iter_times, 1):
-            message({'epoch': 0, 'iter': 50 * step, 'lrs': [5e-4], 'time': iter_time, 'data_time': 0.01, 'l_pix': 0.1})
+            terms = losses(step) if losses else {'l_pix': 0.1}
+            message({'epoch': 0, 'iter': 50 * step, 'lrs': [5e-4], 'time': iter_time, 'data_time': 0.01, **terms})
             for dataset, scores in validations.get(50 * step, {}).items():
                 model = SimpleNamespace(metric_results=dict(zip(('psnr', 'ssim'), scores)))
                 SRModel._log_validation_metric_values(model, 50 * step, dataset, None)
@@ -143,3 +145,22 @@ def test_diagnostics_differ_from_their_claim_run_only_in_what_they_say(reproduce
         assert 'feature_losses' not in claim['train']
         assert [loss['loss_weight'] for loss in losses] == [float(diagnostic.split('_weight_')[1])] * len(losses)
         assert {k: v for k, v in changed.items() if k != 'name'} == {k: v for k, v in claim.items() if k != 'name'}
+
+
+def test_final_losses_and_the_feature_term_fraction_from_a_basicsr_log(reproduce, tmp_path, monkeypatch):
+    """The calibration criterion: the feature terms over the pixel term, averaged over the last 4 logged steps."""
+    monkeypatch.chdir(tmp_path)
+    name = reproduce.run_name('at_weight_1000', 0)
+    steps = {
+        1: (0.5, 0.2, 9.0),
+        2: (0.04, 0.02, 0.01),
+        3: (0.03, 0.01, 0.02),
+        4: (0.02, 0.01, 0.01),
+        5: (0.03, 0.02, 0.0)
+    }
+    write_basicsr_log(
+        os.path.join('experiments', name), name, {}, [1.0] * 5,
+        lambda step: dict(zip(('l_pix', 'l_kd', 'l_ATLoss'), steps[step])))
+    losses = reproduce.final_losses(name)
+    assert losses == pytest.approx({'l_pix': 0.03, 'l_kd': 0.015, 'l_ATLoss': 0.01})
+    assert reproduce.feature_term_fraction(name) == pytest.approx(0.01 / 0.03)

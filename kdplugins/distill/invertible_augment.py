@@ -26,6 +26,10 @@ def _rotation(quarter_turns: int) -> Op:
     return lambda x: torch.rot90(x, quarter_turns, dims=(-2, -1))
 
 
+def _transpose(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-2, -1)
+
+
 def _invert(x: torch.Tensor) -> torch.Tensor:
     return 1 - x
 
@@ -37,9 +41,10 @@ OPERATIONS: Dict[str, Tuple[Op, Op]] = {
     'rot90': (_rotation(1), _rotation(-1)),
     'rot180': (_rotation(2), _rotation(-2)),
     'rot270': (_rotation(3), _rotation(-3)),
+    'transpose': (_transpose, _transpose),
     'invert': (_invert, _invert),
 }
-TURNS_SHAPE = ('rot90', 'rot270')  # operations that swap height and width
+SWAPS_SHAPE = ('rot90', 'rot270', 'transpose')  # operations that swap height and width
 
 
 class InvertibleAugment:
@@ -88,9 +93,9 @@ class InvertibleAugment:
         transformed = op(x)
         if transformed.shape == x.shape:
             return torch.where(mask.view(-1, *([1] * (x.dim() - 1))), transformed, x)
-        if bool(mask.all()):  # a quarter turn of non-square samples: only whole batches can turn
+        if bool(mask.all()):  # a quarter turn or transpose of non-square samples: only whole batches can turn
             return transformed
         if not bool(mask.any()):
             return x
-        raise ValueError(f'Cannot rotate some samples of a batch of non-square {tuple(x.shape[-2:])} samples by 90 or '
-                         f'270 degrees: use square training patches or drop {TURNS_SHAPE} from label_consistency.')
+        raise ValueError(f'Cannot rotate or transpose some samples of a batch of non-square {tuple(x.shape[-2:])} '
+                         f'samples: use square training patches or drop {SWAPS_SHAPE} from label_consistency.')

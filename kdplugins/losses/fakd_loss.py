@@ -25,8 +25,9 @@ class FAKDLoss(nn.Module):
 
     FAKD transfers the second-order (affinity) statistics of the teacher's feature maps; the authors' code takes the
     L1 distance (``nn.L1Loss``, a mean) between the affinity matrices of each tapped layer and weights the term by
-    10 (``--feature_distilation_type 10*SA`` in their scripts) next to a pixel loss on [0, 255] images. ``criterion: l2`` gives the mean squared distance
-    instead. Affinities do not depend on the channels, so no connector is needed; the spatial sizes must match.
+    10 (``--feature_distilation_type 10*SA`` in their scripts) next to a pixel loss on [0, 255] images.
+    ``criterion: l2`` gives the mean squared distance instead. Affinities do not depend on the channels, so no
+    connector is needed; the spatial sizes must match.
     Memory: ``B * (H*W)^2 * 4`` bytes per matrix (e.g. 340 MB for a batch of 16 48x48 LR patches).
 
     Args:

@@ -12,6 +12,11 @@ from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
 from kdplugins.models.kd_model import KDModel
 from kdplugins.utils.registry import register
 
+# The paper (Sec. 3.4, App. A.1) names the operations (flips, 90/180/270-degree rotations, colour inversion) and the
+# samples (the auxiliary ones) but no probabilities and no number of zoom-in crops. Defaults: one zoom-in crop per
+# sample (App. A.1's "randomly cropping"); hflip, vflip and rot90 at 0.5 each, which draws the 8 flips and rotations
+# of the square uniformly (each combination is a distinct one), and inversion at 0.5; on both auxiliary samples.
+# The authors' earlier code (DUKD) is the option set DUKD_LABEL_CONSISTENCY (docs/augkd.md).
 AUGKD_DEFAULTS = {
     'n_zoom_in': 1,
     'zoom_in_non_overlapping': False,
@@ -23,7 +28,19 @@ AUGKD_DEFAULTS = {
         'rot90': 0.5,
         'invert': 0.5
     },
+    'label_consistency_samples': ['zoom_in', 'zoom_out'],
 }
+# DUKD's code: inversion, horizontal and vertical flips and transpose, 0.3 each, on the zoom-in samples only
+DUKD_LABEL_CONSISTENCY = {
+    'label_consistency': {
+        'invert': 0.3,
+        'hflip': 0.3,
+        'vflip': 0.3,
+        'transpose': 0.3
+    },
+    'label_consistency_samples': ['zoom_in'],
+}
+AUXILIARY_SAMPLES = ('zoom_in', 'zoom_out')
 
 
 @register(MODEL_REGISTRY)
@@ -48,8 +65,9 @@ class AugKDModel(KDModel):
     (crops from distinct cells of a grid of LR-sized cells, at most ``scale^2``), ``zoom_out``,
     ``zoom_out_min_size`` (zoom-out is skipped, with one warning, when the zoomed-out patch is smaller),
     ``label_consistency`` (``{name: probability}``, names ``hflip``, ``vflip``, ``rot90``, ``rot180``, ``rot270``,
-    ``invert``; ``{}`` switches it off). ``train.augkd_opt``: the loss of the auxiliary terms (default
-    ``{type: L1Loss, loss_weight: 1}``).
+    ``transpose``, ``invert``; ``{}`` switches it off), ``label_consistency_samples`` (which auxiliary samples get
+    it: ``[zoom_in, zoom_out]``). :data:`DUKD_LABEL_CONSISTENCY` is the authors' earlier code's set.
+    ``train.augkd_opt``: the loss of the auxiliary terms (default ``{type: L1Loss, loss_weight: 1}``).
     """
 
     def init_training_settings(self) -> None:
@@ -68,6 +86,12 @@ class AugKDModel(KDModel):
             raise ValueError(f'Unknown option(s) train.augkd.{unknown}; valid options: {", ".join(AUGKD_DEFAULTS)}.')
         options = {**AUGKD_DEFAULTS, **given}
         options['label_consistency'] = dict(options['label_consistency'] or {})
+        samples = list(options['label_consistency_samples'] or [])
+        if not set(samples) <= set(AUXILIARY_SAMPLES):
+            raise ValueError(f'train.augkd.label_consistency_samples: {samples} must be a list of '
+                             f'{", ".join(AUXILIARY_SAMPLES)} (the auxiliary samples whose student input is '
+                             'augmented).')
+        options['label_consistency_samples'] = samples
         if int(options['n_zoom_in']) < 0:
             raise ValueError(f'train.augkd.n_zoom_in must be >= 0, got {options["n_zoom_in"]}.')
         scale = int(self.opt['scale'])
@@ -117,9 +141,16 @@ class AugKDModel(KDModel):
                 'This warning is not repeated.')
         return False
 
+    def draw_augmentations(self, batch: int, samples: str) -> torch.Tensor:
+        """Per-sample flags of ``F`` for the ``samples`` (``zoom_in`` / ``zoom_out``); none drawn (identity) when label
+        consistency is off for them."""
+        if samples in self.augkd['label_consistency_samples']:
+            return self.augment.draw(batch, self.rng)
+        return torch.zeros(batch, len(self.augment.names), dtype=torch.bool, device=self.rng.device)
+
     def student_on_augmented(self, lq: torch.Tensor) -> torch.Tensor:
-        """``F^-1(S(F(x)))`` with ``F`` drawn per sample."""
-        flags = self.augment.draw(lq.size(0), self.rng)
+        """``F^-1(S(F(x)))`` of the zoom-out samples with ``F`` drawn per sample."""
+        flags = self.draw_augmentations(lq.size(0), 'zoom_out')
         return self.augment.invert(self.net_g(self.augment.apply(lq, flags)), flags)
 
     def compute_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
@@ -132,7 +163,7 @@ class AugKDModel(KDModel):
                 losses['l_pix_zo'] = self.cri_pix(out_zo, self.lq)
             losses['l_augkd_zo'] = self.cri_augkd(out_zo, self.teacher_forward(lq_zo))
         lq_zi = self.zoom_in_samples()
-        flags = self.augment.draw(lq_zi.size(0), self.rng)
+        flags = self.draw_augmentations(lq_zi.size(0), 'zoom_in')
         output = self.net_g(torch.cat([self.lq, self.augment.apply(lq_zi, flags)]))
         teacher_output = self.teacher_forward(torch.cat([self.lq, lq_zi]))
         self.output = output[:batch]
