@@ -70,6 +70,8 @@ class AugKDModel(KDModel):
     ``train.augkd_opt``: the loss of the auxiliary terms (default ``{type: L1Loss, loss_weight: 1}``).
     """
 
+    TRAIN_OPTIONS = {**KDModel.TRAIN_OPTIONS, 'augkd': AUGKD_DEFAULTS, 'augkd_opt': None}
+
     def init_training_settings(self) -> None:
         self.augkd = self.augkd_options()
         self.augment = InvertibleAugment(self.augkd['label_consistency'])

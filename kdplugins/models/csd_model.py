@@ -14,6 +14,7 @@ from kdplugins.archs.slimmable import SlimmableMixin
 from kdplugins.distill.recorder import bare_module
 from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 from kdplugins.models.kd_model import KDModel
+from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
 from kdplugins.utils.registry import register
 
 # lambda_c: the paper's 200, tuned with an L1 pixel loss on [0, 255] images, is 200 / 255 on BasicSR's [0, 1]
@@ -63,6 +64,10 @@ class CSDModel(KDModel):
             1.0 otherwise). In training, every validation also validates the teacher (width 1.0), logged as the
             dataset ``<name>_teacher``.
     """
+
+    # no teacher network, no feature losses: the width-1.0 network is the teacher
+    TRAIN_OPTIONS = {**SR_TRAIN_OPTIONS, 'csd': CSD_DEFAULTS, 'contrastive_opt': None, 'check_rank_sync': False}
+    VAL_OPTIONS = ('width_mult', )
 
     def __init__(self, opt: dict):
         self.csd = csd_options(opt)

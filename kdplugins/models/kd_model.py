@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
 from kdplugins.distill.teacher import build_teacher
+from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
 from kdplugins.utils.registry import register
 from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,
                                          tensors_digest)
@@ -49,6 +50,15 @@ class KDModel(SRModel):
     ``manual_seed + rank``): its state is saved per rank with Python's, NumPy's and torch's, so that a resumed run
     repeats an uninterrupted one exactly.
     """
+
+    # the ``train`` options this model reads, with their defaults (checked before anything is built)
+    TRAIN_OPTIONS = {
+        **SR_TRAIN_OPTIONS, 'kd_opt': None,
+        'feature_losses': None,
+        'teacher_img_range': 1.0,
+        'check_rank_sync': False,
+        'probe_size': 32
+    }
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']

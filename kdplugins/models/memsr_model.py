@@ -29,6 +29,10 @@ def layer_mse(prediction: torch.Tensor, pieces: Pieces) -> torch.Tensor:
     return total / prediction.numel()
 
 
+# train.memsr (MemSR Sec. 4: lambda 0.3, C = offset 1000; Table 7: epsilon 1e-5); bridges: Algorithm 1's file or None
+MEMSR_DEFAULTS = {'bridges': None, 'lambda': 0.3, 'epsilon': 1e-5, 'offset': DEFAULT_OFFSET}
+
+
 @register(MODEL_REGISTRY)
 class MemSRModel(KDModel):
     """Plain student ``network_g`` (:class:`~kdplugins.archs.plainsr_arch.PlainSR`) of an EDSR-style teacher
@@ -49,18 +53,25 @@ class MemSRModel(KDModel):
     ``feature_losses`` are not combined with MemSR's own.
     """
 
+    TRAIN_OPTIONS = {
+        **{
+            k: v
+            for k, v in KDModel.TRAIN_OPTIONS.items() if k != 'feature_losses'
+        }, 'memsr': MEMSR_DEFAULTS
+    }
+
     def setup_distillation(self) -> None:
         if self.feature_loss_opts:
             raise ValueError('MemSRModel has its own feature distillation (train.memsr); remove train.feature_losses.')
         super().setup_distillation()
         memsr_opt = dict(self.opt['train'].get('memsr') or {})
-        unknown = set(memsr_opt) - {'bridges', 'lambda', 'epsilon', 'offset'}
+        unknown = set(memsr_opt) - set(MEMSR_DEFAULTS)
         if unknown:
-            raise ValueError(
-                f'train.memsr: unknown options {sorted(unknown)}; known: bridges, lambda, epsilon, offset.')
-        self.memsr_lambda = float(memsr_opt.get('lambda', 0.3))
-        self.memsr_epsilon = float(memsr_opt.get('epsilon', 1e-5))
-        self.memsr_offset = float(memsr_opt.get('offset', DEFAULT_OFFSET))
+            raise ValueError(f'train.memsr: unknown options {sorted(unknown)}; known: {", ".join(MEMSR_DEFAULTS)}.')
+        memsr_opt = {**MEMSR_DEFAULTS, **memsr_opt}
+        self.memsr_lambda = float(memsr_opt['lambda'])
+        self.memsr_epsilon = float(memsr_opt['epsilon'])
+        self.memsr_offset = float(memsr_opt['offset'])
         self.teacher_parts = edsr_parts(self.net_t.net)
         teacher_widths = convert_edsr(self.net_t.net, self.memsr_offset).widths
         student = bare_module(self.net_g)

@@ -1,13 +1,17 @@
 """Checks of parsed training/test options that run before basicsr creates folders, datasets or networks.
 
 Each problem is reported with the option that holds it and how to fix it, instead of a ``KeyError`` or an
-``lmdb.Error`` deep inside basicsr.
+``lmdb.Error`` deep inside basicsr (or a run that trains without what the user asked for), all of them in one message:
+registered type names, every key and value against the declarations of :mod:`kdplugins.runtime.option_schema`,
+data paths, checkpoints, devices, and sizes (an epoch without a batch, validation pairs of another scale).
 """
 import difflib
 import os
 import sys
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, Registry
-from typing import Iterator, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from kdplugins.runtime.option_schema import option_problems
 
 
 class OptionError(ValueError):
@@ -38,13 +42,15 @@ def _declared_types(opt: dict) -> Iterator[Tuple[Registry, str, str]]:
                 yield LOSS_REGISTRY, loss_opt.get('type'), f'train.feature_losses[{i}].type'
 
 
-def check_types(opt: dict) -> None:
-    for registry, name, option in _declared_types(opt):
-        if name not in registry:
-            raise OptionError(unknown_type_message(registry, str(name), option))
+def type_problems(opt: dict) -> List[str]:
+    return [
+        unknown_type_message(registry, str(name), option) for registry, name, option in _declared_types(opt)
+        if name not in registry
+    ]
 
 
-def check_datasets(opt: dict) -> None:
+def dataset_problems(opt: dict) -> List[str]:
+    problems = []
     for phase, dataset_opt in (opt.get('datasets') or {}).items():
         is_lmdb = (dataset_opt.get('io_backend') or {}).get('type') == 'lmdb'
         for key in ('dataroot_gt', 'dataroot_lq'):
@@ -53,22 +59,79 @@ def check_datasets(opt: dict) -> None:
                 continue
             option = f'datasets.{phase}.{key}'
             if not os.path.exists(root):
-                raise OptionError(f'{option}: {root!r} does not exist (relative paths are resolved from the current '
-                                  f'directory {os.getcwd()!r}). Fix the path or start from the right folder.')
-            if is_lmdb and not os.path.isfile(os.path.join(root, 'meta_info.txt')):
-                raise OptionError(
-                    f'{option}: the LMDB folder {root!r} has no meta_info.txt, which basicsr needs to '
-                    'list its keys. Build the LMDB with scripts/create_lmdb.py (it writes meta_info.txt), '
-                    'or set io_backend.type to disk for an image folder.')
-            if is_lmdb and not root.endswith('.lmdb'):
-                raise OptionError(f"{option}: basicsr requires LMDB folders to end with '.lmdb', got {root!r}.")
+                problems.append(f'{option}: {root!r} does not exist (relative paths are resolved from the current '
+                                f'directory {os.getcwd()!r}). Fix the path or start from the right folder.')
+            elif is_lmdb and not os.path.isfile(os.path.join(root, 'meta_info.txt')):
+                problems.append(f'{option}: the LMDB folder {root!r} has no meta_info.txt, which basicsr needs to '
+                                'list its keys. Build the LMDB with scripts/create_lmdb.py (it writes meta_info.txt), '
+                                'or set io_backend.type to disk for an image folder.')
+            elif is_lmdb and not root.endswith('.lmdb'):
+                problems.append(f"{option}: basicsr requires LMDB folders to end with '.lmdb', got {root!r}.")
+    return problems
 
 
-def check_pretrained_paths(opt: dict) -> None:
-    for key, value in (opt.get('path') or {}).items():
-        if key.startswith('pretrain_network_') and value and not os.path.isfile(value):
-            raise OptionError(f'path.{key}: checkpoint file not found: {value!r} (relative paths are resolved from '
-                              f'{os.getcwd()!r}). Set path.{key} to an existing .pth file.')
+def pretrained_path_problems(opt: dict) -> List[str]:
+    return [
+        f'path.{key}: checkpoint file not found: {value!r} (relative paths are resolved from {os.getcwd()!r}). '
+        f'Set path.{key} to an existing .pth file.' for key, value in (opt.get('path') or {}).items()
+        if key.startswith('pretrain_network_') and value and not os.path.isfile(value)
+    ]
+
+
+def device_problems(opt: dict) -> List[str]:
+    import torch
+    num_gpu, available = opt.get('num_gpu'), torch.cuda.device_count()
+    if isinstance(num_gpu, int) and num_gpu > available and not opt.get('dist'):
+        return [
+            f'num_gpu: {num_gpu} but this machine has {available} CUDA device(s). Set num_gpu: auto (all of '
+            'them), a number up to that, or 0 for the CPU.'
+        ]
+    return []
+
+
+def data_size_problems(opt: dict) -> List[str]:
+    """An epoch with no batch (basicsr would run 0 iterations and exit 0) and validation pairs of another scale, read
+    from the LMDBs' ``meta_info.txt`` (image sizes) without decoding images."""
+    problems = []
+    scale = opt.get('scale')
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        sizes = {key: lmdb_image_sizes(dataset_opt, key) for key in ('dataroot_gt', 'dataroot_lq')}
+        if phase == 'train' and sizes['dataroot_gt'] is not None:
+            world = int(opt.get('world_size') or 1)
+            samples = len(sizes['dataroot_gt']) * int(dataset_opt.get('dataset_enlarge_ratio', 1)) // world
+            batch = int(dataset_opt.get('batch_size_per_gpu') or 0)
+            if batch > samples:
+                problems.append(
+                    f'datasets.train.batch_size_per_gpu: {batch} is larger than the {samples} samples each process '
+                    f'gets per epoch ({len(sizes["dataroot_gt"])} images x dataset_enlarge_ratio / {world} '
+                    'processes): no batch would ever be drawn. Lower the batch or raise dataset_enlarge_ratio.')
+        if phase.startswith('val') and isinstance(scale, int) and sizes['dataroot_gt'] and sizes['dataroot_lq']:
+            for name, (h, w) in sizes['dataroot_lq'].items():
+                gt = sizes['dataroot_gt'].get(name)
+                if gt and not (h * scale <= gt[0] < (h + 1) * scale and w * scale <= gt[1] < (w + 1) * scale):
+                    problems.append(
+                        f'datasets.{phase}: LR {name} is {h}x{w} and its HR {gt[0]}x{gt[1]}: not a x{scale} '
+                        f'pair. Check that dataroot_lq holds the x{scale} LR images (scale: {scale}).')
+                    break
+    return problems
+
+
+def lmdb_image_sizes(dataset_opt: dict, key: str) -> Optional[Dict[str, Tuple[int, int]]]:
+    """``{key: (height, width)}`` from an LMDB's ``meta_info.txt`` (``name.png (h,w,c) level`` lines), else None."""
+    root = dataset_opt.get(key)
+    if (dataset_opt.get('io_backend') or {}).get('type') != 'lmdb' or not root:
+        return None
+    meta = os.path.join(root, 'meta_info.txt')
+    if not os.path.isfile(meta):
+        return None
+    sizes = {}
+    with open(meta) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2:
+                h, w = parts[1].strip('()').split(',')[:2]
+                sizes[os.path.splitext(parts[0])[0]] = (int(h), int(w))
+    return sizes
 
 
 def warn_about_archiving(opt: dict) -> None:
@@ -82,10 +145,14 @@ def warn_about_archiving(opt: dict) -> None:
 
 
 def check_options(opt: dict) -> None:
-    """Run every check; raises :class:`OptionError` on the first problem."""
-    check_types(opt)
-    check_datasets(opt)
-    check_pretrained_paths(opt)
+    """Run every check; raises one :class:`OptionError` that lists every problem found."""
+    problems = (
+        type_problems(opt) + option_problems(opt) + dataset_problems(opt) + pretrained_path_problems(opt) +
+        device_problems(opt) + data_size_problems(opt))
+    if len(problems) == 1:
+        raise OptionError(problems[0])
+    if problems:
+        raise OptionError(f'{len(problems)} problems in the options:\n' + '\n'.join(f'  - {p}' for p in problems))
     warn_about_archiving(opt)
 
 

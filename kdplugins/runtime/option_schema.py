@@ -1,0 +1,150 @@
+"""The option tree kdplugins and basicsr read, declared once, and the checks of every key and value against it.
+
+Declarations: the keys basicsr 1.4.2 reads at each level (``BASICSR_*`` below, from its ``train.py``, ``models``,
+``data`` and ``utils``), the ``train`` options of each model (``TRAIN_OPTIONS`` of ``SRModel`` here and of each
+kdplugins model class, whose nested blocks are the very defaults dicts the models read: ``AUGKD_DEFAULTS``,
+``CSD_DEFAULTS``, ``MEMSR_DEFAULTS``), and the constructor signatures of registered archs and losses. Levels whose
+reader is not known (a model, dataset or arch of another project) are not checked key by key.
+
+:func:`option_problems` returns every problem found (not only the first); :mod:`kdplugins.runtime.option_checks`
+raises them together before anything is built. Every device.
+"""
+import difflib
+import inspect
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+from typing import Dict, Iterable, List, Mapping, Optional
+
+from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_PAIRED_DATASET, BASICSR_PATH_FIXED,
+                                             BASICSR_PATH_PREFIXES, BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
+
+KDPLUGINS_TOP_LEVEL = {'resume_position'}  # written by kdplugins at run time
+KDPLUGINS_PATH = {'strip_prefix_t'}
+PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
+
+
+def close_names(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(valid), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ''
+
+
+def unknown_keys(given: Mapping, valid: Iterable[str], where: str) -> List[str]:
+    valid = set(valid)
+    return [
+        f'{where}.{key}: unknown option{close_names(str(key), valid)}. Valid options: {", ".join(sorted(valid))}.'
+        for key in given if key not in valid
+    ]
+
+
+def train_options_of(model_type: str) -> Optional[Dict[str, object]]:
+    """The declared ``train`` options of a model type, or None for a model this project does not know."""
+    if model_type == 'SRModel':
+        return SR_TRAIN_OPTIONS
+    if model_type in MODEL_REGISTRY:
+        return getattr(MODEL_REGISTRY.get(model_type), 'TRAIN_OPTIONS', None)
+    return None
+
+
+def constructor_arguments(cls) -> Optional[set]:
+    """Keyword arguments of ``cls`` (None when it takes ``**kwargs``: anything goes)."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return set(parameters)
+
+
+def check_constructor(opt: Mapping, cls, where: str, extra: Iterable[str] = ()) -> List[str]:
+    accepted = constructor_arguments(cls)
+    if accepted is None:
+        return []
+    return unknown_keys({k: v for k, v in opt.items() if k != 'type'}, accepted | set(extra), where)
+
+
+def check_weights(opt: Mapping, where: str) -> List[str]:
+    """Negative loss weights, anywhere under ``where``."""
+    problems = []
+    for key, value in opt.items():
+        if isinstance(value, Mapping):
+            problems += check_weights(value, f'{where}.{key}')
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    problems += check_weights(item, f'{where}.{key}[{i}]')
+        elif (key.endswith('weight') or key.startswith('lambda')) and isinstance(value, (int, float)) and value < 0:
+            problems.append(f'{where}.{key}: {value} is negative; loss weights must be >= 0 (0 switches a term off).')
+    return problems
+
+
+def check_train(opt: dict) -> List[str]:
+    train = opt.get('train')
+    if not isinstance(train, Mapping):
+        return []
+    problems = check_weights(train, 'train')
+    declared = train_options_of(str(opt.get('model_type', 'SRModel')))
+    if declared is not None:
+        problems += unknown_keys(train, declared, 'train')
+        for key, default in declared.items():
+            if isinstance(default, Mapping) and isinstance(train.get(key), Mapping):
+                problems += unknown_keys(train[key], default, f'train.{key}')
+    for key, value in train.items():
+        if key.endswith('_opt') and isinstance(value, Mapping) and value.get('type') in LOSS_REGISTRY:
+            problems += check_constructor(value, LOSS_REGISTRY.get(value['type']), f'train.{key}')
+    for i, loss_opt in enumerate(train.get('feature_losses') or []):
+        if isinstance(loss_opt, Mapping) and loss_opt.get('type') in LOSS_REGISTRY:
+            problems += check_constructor(
+                loss_opt,
+                LOSS_REGISTRY.get(loss_opt['type']),
+                f'train.feature_losses[{i}]',
+                extra=('student_layer', 'teacher_layer'))
+    return problems
+
+
+def check_datasets(opt: dict) -> List[str]:
+    problems = []
+    scale = opt.get('scale')
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        where = f'datasets.{phase}'
+        if phase != 'train' and phase.split('_')[0] != 'val':
+            problems.append(f"{where}: unknown phase '{phase}'; basicsr reads 'train', 'val' and 'val_<anything>'.")
+        if dataset_opt.get('type') in PAIRED_DATASET_TYPES:
+            problems += unknown_keys(dataset_opt, BASICSR_PAIRED_DATASET, where)
+        gt_size = dataset_opt.get('gt_size')
+        if phase == 'train' and isinstance(gt_size, int) and isinstance(scale, int) and gt_size % scale:
+            problems.append(f'{where}.gt_size: {gt_size} is not a multiple of the scale {scale}: the LR patch would be '
+                            f'{gt_size / scale:g} pixels. Use a multiple of {scale}, e.g. {gt_size - gt_size % scale}.')
+    return problems
+
+
+def check_networks(opt: dict) -> List[str]:
+    problems = []
+    for key, value in opt.items():
+        if key.startswith('network_') and isinstance(value, Mapping) and value.get('type') in ARCH_REGISTRY:
+            problems += check_constructor(value, ARCH_REGISTRY.get(value['type']), key)
+    return problems
+
+
+def check_sections(opt: dict) -> List[str]:
+    problems = unknown_keys({
+        k: v
+        for k, v in opt.items() if not k.startswith('network_')
+    }, BASICSR_TOP_LEVEL | KDPLUGINS_TOP_LEVEL, 'options')
+    path = opt.get('path') or {}
+    problems += unknown_keys({
+        k: v
+        for k, v in path.items() if not k.startswith(BASICSR_PATH_PREFIXES)
+    }, BASICSR_PATH_FIXED | KDPLUGINS_PATH, 'path')
+    val = opt.get('val') or {}
+    model = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
+    problems += unknown_keys(val, BASICSR_VAL | set(getattr(model, 'VAL_OPTIONS', ())), 'val')
+    for name, metric in (val.get('metrics') or {}).items():
+        problems += unknown_keys(metric, BASICSR_METRIC, f'val.metrics.{name}')
+        if metric.get('type') not in METRIC_REGISTRY:
+            problems.append(f"val.metrics.{name}.type: unknown metric '{metric.get('type')}'"
+                            f'{close_names(str(metric.get("type")), METRIC_REGISTRY.keys())}. Registered metrics: '
+                            f'{", ".join(sorted(METRIC_REGISTRY.keys()))}.')
+    problems += unknown_keys(opt.get('logger') or {}, BASICSR_LOGGER, 'logger')
+    return problems
+
+
+def option_problems(opt: dict) -> List[str]:
+    """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
+    return check_sections(opt) + check_datasets(opt) + check_networks(opt) + check_train(opt)
