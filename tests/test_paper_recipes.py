@@ -10,7 +10,8 @@ loads the teacher (strict), the student's start (x2 run, EDSR-L, winning initial
 Time budget (90 s on 2 CPU cores): the x4 file of each (backbone, method) also trains 2 iterations (its x4 student
 starts from the x2 run with ``strict_load_g: false``, the path App. A.1 adds); the x2 / x3 files are only built and
 loaded. Overrides are sizes only (batch, patch, iterations, validation frequency and the probe input side
-``train.probe_size``), the paths above, and ``num_worker_per_gpu: 0`` (batches are read in this process).
+``train.probe_size``), the paths above, ``num_worker_per_gpu: 0`` (batches are read in this process) and
+``train.teacher_check: false`` (the random teachers are worse than bicubic on purpose).
 Nothing downloads; without ../shared/data the tests that need images skip.
 """
 import importlib.util
@@ -31,9 +32,18 @@ from kdplugins.runtime.option_checks import check_options
 PAPER_DIR = REPO / 'options' / 'train' / 'paper'
 ROWS = {row.file_name: row for row in paper_recipes.PAPER_ROWS}
 TRAINED_SCALE = 4  # one file per (backbone, method) trains
-LQ_SIZE = 8  # LR patch side of the tiny runs (a multiple of SwinIR's window)
+LQ_SIZE = 8  # LR patch side of the tiny runs: a multiple of SwinIR's window; AugKD's x4 zoom-out of it is 2x2
 # AugKD Table 1 (x4): parameters in millions of the teacher and of the student
 TABLE1_PARAMS = {'EDSR': (43.09, 2.70), 'RCAN': (15.59, 5.17), 'SwinIR': (11.90, 1.24)}
+
+
+def batch_size(opt: dict) -> int:
+    """1, except CSD (K = 10 negatives need 11 samples) and RKD (angles need 3 samples)."""
+    if opt['model_type'] == 'CSDModel':
+        return 11
+    if any(loss['type'] == 'RKDLoss' for loss in opt['train'].get('feature_losses') or []):
+        return 3
+    return 1
 
 
 def load_script(name: str):
@@ -98,9 +108,12 @@ class Assets:
             images.mkdir(parents=True)
             for name in names:
                 (images / name).symlink_to(self.set5_hr / name)
-            crop = ['--crop-size', str(2 * LQ_SIZE * scale), '--step', str(8 * LQ_SIZE * scale)] if part == 'train' else []
-            create_lmdb.main(['--hr', str(images), '--scale', str(scale), *crop, '--out-hr', paths[f'{part}_hr'],
-                              '--out-lr', paths[f'{part}_lr']])
+            crop = ['--crop-size', str(LQ_SIZE * scale), '--step', str(LQ_SIZE * scale)] if part == 'train' else []
+            create_lmdb.main([
+                '--hr',
+                str(images), '--scale',
+                str(scale), *crop, '--out-hr', paths[f'{part}_hr'], '--out-lr', paths[f'{part}_lr']
+            ])
         return paths
 
     def network_checkpoint(self, backbone: str, role: str, scale: int, param_key: str = 'params') -> str:
@@ -133,11 +146,22 @@ class Assets:
         def make():
             path = self.root / f'memsr_init_x{scale}.pth'
             yml = write_yaml(self.root / f'memsr_init_x{scale}.yml', opt)
-            load_script('memsr_init').main(['-opt', str(yml), '--out', str(path), '--n-samples', '2',
-                                            '--patch-size', str(LQ_SIZE)])
+            load_script('memsr_init').main(
+                ['-opt', str(yml), '--out',
+                 str(path), '--n-samples', '2', '--patch-size', '8'])
             return str(path)
 
         return self.cached(('memsr_init', scale), make)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """One intra-op thread: the tiny convolutions of these runs are many times slower with two threads on a shared
+    2-core machine (spinning threads); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')
@@ -151,11 +175,18 @@ def tiny_options(name: str, assets: Assets) -> dict:
     opt = yaml.safe_load((PAPER_DIR / name).read_text())
     lmdbs = assets.lmdbs(row.scale)
     train_set, val_set = opt['datasets']['train'], opt['datasets']['val']
-    train_set.update(dataroot_gt=lmdbs['train_hr'], dataroot_lq=lmdbs['train_lr'], gt_size=LQ_SIZE * row.scale,
-                     num_worker_per_gpu=0, persistent_workers=False)
-    train_set['batch_size_per_gpu'] = 11 if opt['model_type'] == 'CSDModel' else 3  # K = 10 negatives; RKD angles
+    train_set.update(
+        dataroot_gt=lmdbs['train_hr'],
+        dataroot_lq=lmdbs['train_lr'],
+        gt_size=LQ_SIZE * row.scale,
+        num_worker_per_gpu=0,
+        persistent_workers=False,
+        batch_size_per_gpu=batch_size(opt))
     val_set.update(dataroot_gt=lmdbs['val_hr'], dataroot_lq=lmdbs['val_lr'], io_backend={'type': 'lmdb'})
-    opt['train'].update(total_iter=2, probe_size=LQ_SIZE)
+    opt['train']['total_iter'] = 2
+    if 'network_t' in opt:
+        opt['train']['probe_size'] = LQ_SIZE  # side of KDModel's probe input (default 32)
+        opt['train']['teacher_check'] = False  # a random teacher is worse than bicubic on purpose
     opt['val']['val_freq'] = 10**9
     override_paths(opt, row, assets)
     return opt
