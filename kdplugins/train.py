@@ -4,8 +4,10 @@ A thin wrapper over :func:`basicsr.train.train_pipeline` with every kdplugins co
 folder (``experiments/``, ``tb_logger/``) is the current directory, which is also where ``--auto_resume`` looks for
 training states and where relative ``dataroot`` paths are resolved: always start and resume a run from the same
 folder. On top of ``import kdplugins`` (shims, registration) it installs exact resume
-(:mod:`kdplugins.runtime.exact_resume`), the option checks (:mod:`kdplugins.runtime.option_checks`) and keeps freed
-host memory for reuse (:mod:`kdplugins.runtime.host_memory`; ``KDPLUGINS_RELEASE_HOST_MEMORY=1`` to opt out).
+(:mod:`kdplugins.runtime.exact_resume`), the option checks (:mod:`kdplugins.runtime.option_checks`), the experiment
+folder lock (:mod:`kdplugins.runtime.run_lock`), checkpoints written whole or failing loudly and an ``--auto_resume``
+that skips a broken latest state (:mod:`kdplugins.runtime.safe_checkpoints`), and keeps freed host memory for reuse
+(:mod:`kdplugins.runtime.host_memory`; ``KDPLUGINS_RELEASE_HOST_MEMORY=1`` to opt out).
 """
 import os
 
@@ -13,12 +15,16 @@ import kdplugins  # noqa: F401  (shims and registration, also in spawned DataLoa
 from kdplugins.runtime import install_exact_resume
 from kdplugins.runtime.host_memory import keep_freed_host_memory
 from kdplugins.runtime.option_checks import install_option_checks
+from kdplugins.runtime.run_lock import install_experiment_lock
+from kdplugins.runtime.safe_checkpoints import install_safe_checkpoints
 
 
 def main() -> None:
     import basicsr.train
+    install_safe_checkpoints()  # before exact resume, which wraps the resume lookup installed before it
     install_exact_resume()
     install_option_checks()
+    install_experiment_lock()  # after the option checks: a run with bad options stops before taking the lock
     keep_freed_host_memory()
     basicsr.train.train_pipeline(os.getcwd())
     close_process_group()

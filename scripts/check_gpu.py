@@ -99,7 +99,7 @@ def overrides(method: str, opt: dict, lmdbs: dict, args, out: str) -> list:
                 stand_in = os.path.join(out, f'{method}_random_teacher.pth')
                 torch.manual_seed(0)
                 torch.save({'params': build_network(dict(opt['network_t'])).state_dict()}, stand_in)
-                sets += [f'path:{key}={stand_in}', 'path:param_key_t=params']
+                sets += [f'path:{key}={stand_in}', 'path:param_key_t=params', 'train:teacher_check=false']
             print(f'  {method}: {checkpoint} not found: seeded random weights instead ({key})')
         elif checkpoint:
             sets.append(f'path:{key}={os.path.join(ROOT, checkpoint)}')

@@ -359,7 +359,7 @@ METHODS: Dict[str, Callable[[dict, int], dict]] = {
     **{
         f'{loss}_weight_{weight:g}': (lambda loss, weight: lambda opt, seed: with_feature_weight(
             with_feature_kd(opt, loss), weight))(loss, weight)
-        for loss, weights in (('at', (1000, )), ('rkd', (1, )))
+        for loss, weights in (('at', (1000, 200)), ('rkd', (1, 1e-3)))
         for weight in weights
     },
 }
@@ -368,6 +368,10 @@ METHODS: Dict[str, Callable[[dict, int], dict]] = {
 DIAGNOSTICS = {
     'at_weight_1000': ('kd', 'AT+KD at the published AT weight 1000 (a classification setting, CRD Sec. 6.4)'),
     'rkd_weight_1': ('kd', 'RKD+KD at the published RKD weights (distance 25, angle 50; classification, CRD Sec. 6.4)'),
+    'at_weight_200': ('kd', 'AT+KD at 200: the published 1000 times a third over the AT term / pixel term of the '
+                      'at_weight_1000 run (1.75)'),
+    'rkd_weight_0.001': ('kd', 'RKD+KD with loss_weight 1e-3 (distance 0.025, angle 0.05): a third over the RKD term / '
+                         'pixel term of the rkd_weight_1 run (about 300)'),
 }
 # (key, title, methods, baseline) of each paper claim; the MemSR teacher is trained once (seed 0)
 CLAIMS = [

@@ -2,7 +2,7 @@
 import torch
 from basicsr.archs import build_network
 from torch import nn
-from typing import Optional
+from typing import Optional, Tuple
 
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
 
@@ -66,3 +66,26 @@ def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:
         'path.strip_prefix_t; path.strict_load_t: false loads the matching keys only.')
     img_range: Optional[float] = opt.get('train', {}).get('teacher_img_range', 1.0)
     return FrozenTeacher(net, img_range).to(device)
+
+
+def teacher_and_bicubic_psnr(teacher: nn.Module,
+                             dataset,
+                             scale: int,
+                             device: torch.device,
+                             count: int = 3) -> Tuple[float, float]:
+    """Mean PSNR-Y (border ``scale``, outputs rounded to uint8, as basicsr validates) of the teacher and of bicubic
+    upscaling of the same LR, over the first ``count`` pairs of a paired dataset (``{'lq', 'gt'}`` samples)."""
+    import torch.nn.functional as F
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils import tensor2img
+    teacher_psnr, bicubic_psnr = [], []
+    for index in range(min(count, len(dataset))):
+        sample = dataset[index]
+        lq, gt = sample['lq'][None].to(device), sample['gt'][None]
+        with torch.no_grad():
+            out = teacher(lq).cpu()
+        bicubic = F.interpolate(lq.cpu(), scale_factor=scale, mode='bicubic', align_corners=False)
+        gt = gt[..., :out.shape[-2], :out.shape[-1]]
+        for psnrs, sr in ((teacher_psnr, out), (bicubic_psnr, bicubic)):
+            psnrs.append(calculate_psnr(tensor2img(sr), tensor2img(gt), crop_border=scale, test_y_channel=True))
+    return sum(teacher_psnr) / len(teacher_psnr), sum(bicubic_psnr) / len(bicubic_psnr)

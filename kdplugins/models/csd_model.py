@@ -66,7 +66,12 @@ class CSDModel(KDModel):
     """
 
     # no teacher network, no feature losses: the width-1.0 network is the teacher
-    TRAIN_OPTIONS = {**SR_TRAIN_OPTIONS, 'csd': CSD_DEFAULTS, 'contrastive_opt': None, 'check_rank_sync': False}
+    TRAIN_OPTIONS = {
+        **SR_TRAIN_OPTIONS, 'csd': CSD_DEFAULTS,
+        'contrastive_opt': None,
+        'check_rank_sync': False,
+        'skip_nonfinite_batches': False
+    }
     VAL_OPTIONS = ('width_mult', )
 
     def __init__(self, opt: dict):

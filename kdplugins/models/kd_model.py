@@ -15,7 +15,7 @@ from torch import nn
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
-from kdplugins.distill.teacher import build_teacher
+from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
 from kdplugins.utils.registry import register
 from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,
@@ -45,6 +45,10 @@ class KDModel(SRModel):
             scale against the student's and measures the tapped feature shapes.
         train.check_rank_sync: at each checkpoint, compare digests of the student and connector weights of all
             ranks, log them and stop with an error if they differ.
+        train.skip_nonfinite_batches: a NaN / infinite loss term stops training with an error naming the term and the
+            iteration (default), or, when true, skips that batch on every rank with a warning.
+        train.teacher_check: before the first iteration, the teacher's PSNR-Y on up to 3 validation pairs must beat
+            bicubic upscaling of the same LR (a teacher below it is loaded wrongly); false skips the check.
 
     Randomness of a method must come from ``self.rng`` (a generator on the training device, seeded with
     ``manual_seed + rank``): its state is saved per rank with Python's, NumPy's and torch's, so that a resumed run
@@ -57,7 +61,9 @@ class KDModel(SRModel):
         'feature_losses': None,
         'teacher_img_range': 1.0,
         'check_rank_sync': False,
-        'probe_size': 32
+        'probe_size': 32,
+        'skip_nonfinite_batches': False,
+        'teacher_check': True
     }
 
     def init_training_settings(self) -> None:
@@ -66,6 +72,7 @@ class KDModel(SRModel):
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(int(self.opt.get('manual_seed') or 0) + int(self.opt.get('rank', 0)))
         self.net_t = build_teacher(self.opt, self.device)
+        self.check_teacher()
         self.setup_ema()
         self.cri_pix = build_loss(train_opt['pixel_opt']).to(self.device) if train_opt.get('pixel_opt') else None
         self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device) if train_opt.get('kd_opt') else None
@@ -77,6 +84,31 @@ class KDModel(SRModel):
         self.setup_optimizers()
         self.setup_schedulers()
         self._teacher_validated = set()
+
+    def check_teacher(self) -> None:
+        """Stop before the first iteration when the teacher does worse than bicubic upscaling on the first pairs of
+        the first validation set (``train.teacher_check: false`` skips it; no validation set: nothing to check)."""
+        val_opts = [o for phase, o in (self.opt.get('datasets') or {}).items() if phase.split('_')[0] == 'val']
+        if not self.opt['train'].get('teacher_check', True) or not val_opts:
+            return
+        from basicsr.data import build_dataset
+        dataset = build_dataset(dict(val_opts[0]))
+        scale = int(self.opt['scale'])
+        teacher, bicubic = teacher_and_bicubic_psnr(self.net_t, dataset, scale, self.device)
+        logger = get_root_logger()
+        logger.info(f'Teacher check on {val_opts[0]["name"]}: teacher {teacher:.2f} dB, bicubic {bicubic:.2f} dB '
+                    '(PSNR-Y of the first pairs).')
+        if teacher < bicubic:
+            path_opt = self.opt['path']
+            raise ValueError(
+                f'The teacher (network_t) scores {teacher:.2f} dB on the first pairs of {val_opts[0]["name"]}, below '
+                f'bicubic upscaling ({bicubic:.2f} dB): it is not the trained teacher it should be. Likely causes: '
+                f'the value range (network_t img_range, train.teacher_img_range = '
+                f'{self.opt["train"].get("teacher_img_range", 1)}: a [0, 255] arch scales inside, do not scale twice), '
+                f'keys that did not load (path.strict_load_t = {path_opt.get("strict_load_t", True)}, param_key_t = '
+                f'{path_opt.get("param_key_t", "params")!r}), or an arch / scale that does not match the checkpoint '
+                f'{path_opt.get("pretrain_network_t")!r}. To train against this teacher on purpose, set '
+                'train.teacher_check: false.')
 
     def setup_ema(self) -> None:
         """EMA copy of the student, as in ``SRModel`` (``train.ema_decay``)."""
@@ -219,12 +251,35 @@ class KDModel(SRModel):
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
         losses = self.compute_losses(current_iter)
+        if not self.losses_are_finite(losses, current_iter):
+            self.log_dict = OrderedDict()
+            return
         sum(losses.values()).backward()
         self.average_distill_gradients()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def losses_are_finite(self, losses: Dict[str, torch.Tensor], current_iter: int) -> bool:
+        """False when a term is NaN or infinite on any rank and ``train.skip_nonfinite_batches`` is set (the batch is
+        skipped on every rank, with a warning); raises otherwise, before the weights are touched, so the checkpoints
+        written so far stay the last good ones."""
+        bad = [name for name, value in losses.items() if not bool(torch.isfinite(value.detach()).all())]
+        flag = torch.tensor(float(bool(bad)), device=self.device)
+        if self.opt['dist']:
+            dist.all_reduce(flag)
+        if flag.item() == 0:
+            return True
+        where = ', '.join(bad) if bad else 'a term on another rank'
+        if self.opt['train'].get('skip_nonfinite_batches'):
+            get_root_logger().warning(f'Non-finite loss ({where}) at iteration {current_iter}: batch skipped '
+                                      '(train.skip_nonfinite_batches).')
+            return False
+        raise FloatingPointError(
+            f'Non-finite loss ({where}) at iteration {current_iter}. Training stopped before this step changed the '
+            f'weights; the last checkpoint in {self.opt["path"].get("models")} is the last good one. Check the loss '
+            'weights, the learning rate and the data, or set train.skip_nonfinite_batches: true to skip such batches.')
 
     def average_distill_gradients(self) -> None:
         """Average the gradients of the distillation modules over ranks (DDP only does it for ``net_g``)."""

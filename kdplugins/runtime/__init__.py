@@ -10,6 +10,11 @@ module                      what                                      installed 
 :mod:`.exact_resume`        bitwise-exact resume with data workers    ``python -m kdplugins.train``; host projects:
                             (sampler, per-sample augmentation seeds)  :func:`install_exact_resume`
 :mod:`.option_checks`       options checked before anything is made   ``python -m kdplugins.train`` / ``.test``
+                            (every key against :mod:`.option_schema`)
+:mod:`.run_lock`            one live run per experiment name          ``python -m kdplugins.train``
+:mod:`.safe_checkpoints`    checkpoints written whole or failing       ``python -m kdplugins.train``
+                            loudly; ``--auto_resume`` skips a broken
+                            latest state
 :mod:`.host_memory`         freed host memory kept for reuse          ``python -m kdplugins.train``
 ==========================  ========================================  ===============================================
 

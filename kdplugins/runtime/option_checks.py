@@ -78,6 +78,17 @@ def pretrained_path_problems(opt: dict) -> List[str]:
     ]
 
 
+def untrained_test_problems(opt: dict) -> List[str]:
+    """A test run must load trained weights: without ``path.pretrain_network_g`` it would score random ones."""
+    if opt.get('is_train', True) or (opt.get('path') or {}).get('pretrain_network_g'):
+        return []
+    return [
+        'path.pretrain_network_g is not set: the test would evaluate network_g with random weights (is this a '
+        'training option file?). Set it to the trained weights, e.g. experiments/<name>/models/net_g_latest.pth, '
+        'as the files in options/test/ do.'
+    ]
+
+
 def device_problems(opt: dict) -> List[str]:
     import torch
     num_gpu, available = opt.get('num_gpu'), torch.cuda.device_count()
@@ -148,12 +159,11 @@ def check_options(opt: dict) -> None:
     """Run every check; raises one :class:`OptionError` that lists every problem found."""
     problems = (
         type_problems(opt) + option_problems(opt) + dataset_problems(opt) + pretrained_path_problems(opt) +
-        device_problems(opt) + data_size_problems(opt))
+        untrained_test_problems(opt) + device_problems(opt) + data_size_problems(opt))
     if len(problems) == 1:
         raise OptionError(problems[0])
     if problems:
         raise OptionError(f'{len(problems)} problems in the options:\n' + '\n'.join(f'  - {p}' for p in problems))
-    warn_about_archiving(opt)
 
 
 def install_option_checks() -> None:

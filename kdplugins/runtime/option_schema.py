@@ -15,7 +15,8 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 from typing import Dict, Iterable, List, Mapping, Optional
 
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_PAIRED_DATASET, BASICSR_PATH_FIXED,
-                                             BASICSR_PATH_PREFIXES, BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
+                                             BASICSR_PATH_PREFIXES, BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL,
+                                             SR_TRAIN_OPTIONS)
 
 KDPLUGINS_TOP_LEVEL = {'resume_position'}  # written by kdplugins at run time
 KDPLUGINS_PATH = {'strip_prefix_t'}
@@ -103,7 +104,7 @@ def check_datasets(opt: dict) -> List[str]:
     scale = opt.get('scale')
     for phase, dataset_opt in (opt.get('datasets') or {}).items():
         where = f'datasets.{phase}'
-        if phase != 'train' and phase.split('_')[0] != 'val':
+        if opt.get('is_train', True) and phase != 'train' and phase.split('_')[0] != 'val':
             problems.append(f"{where}: unknown phase '{phase}'; basicsr reads 'train', 'val' and 'val_<anything>'.")
         if dataset_opt.get('type') in PAIRED_DATASET_TYPES:
             problems += unknown_keys(dataset_opt, BASICSR_PAIRED_DATASET, where)
@@ -145,6 +146,26 @@ def check_sections(opt: dict) -> List[str]:
     return problems
 
 
+def missing_keys(given: Mapping, required: Iterable[str], where: str) -> List[str]:
+    return [f'{where}.{key}: missing; basicsr reads it without a default.' for key in required if key not in given]
+
+
+def check_required(opt: dict) -> List[str]:
+    """Keys basicsr reads without a default, in a training run (where the sections exist)."""
+    if not opt.get('is_train', True):
+        return []
+    problems = []
+    for section in ('val', 'logger', 'train'):
+        if isinstance(opt.get(section), Mapping):
+            problems += missing_keys(opt[section], BASICSR_REQUIRED[section], section)
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        kind = 'train' if phase == 'train' else 'val'
+        problems += missing_keys(dataset_opt, BASICSR_REQUIRED[f'datasets.{kind}'], f'datasets.{phase}')
+        if kind == 'train' and dataset_opt.get('type') in PAIRED_DATASET_TYPES:
+            problems += missing_keys(dataset_opt, BASICSR_REQUIRED['datasets.train.paired'], f'datasets.{phase}')
+    return problems
+
+
 def option_problems(opt: dict) -> List[str]:
     """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
-    return check_sections(opt) + check_datasets(opt) + check_networks(opt) + check_train(opt)
+    return check_sections(opt) + check_required(opt) + check_datasets(opt) + check_networks(opt) + check_train(opt)

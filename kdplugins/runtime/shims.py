@@ -21,6 +21,9 @@ Nothing edits basicsr's files. Each shim says on which path it applies:
    ``network_<x>``, also the teacher ``network_t`` that kdplugins' models never save: the teacher's
    ``pretrain_network_t``, ``param_key_t`` and ``strict_load_t`` are kept. *Every device*; option files without a
    ``network_t`` (all of basicsr's) are unaffected.
+7. ``basicsr.utils.make_exp_dirs`` makes a folder of every ``path`` value whose key it does not know as an option:
+   kdplugins' ``path.strip_prefix_t`` (a key prefix, e.g. ``module.``) made a stray ``module.`` folder, and crashed on
+   ``~`` or ``''``. It is left out of the folder creation. *Every device*; other keys are unaffected.
 """
 import os
 import sys
@@ -129,12 +132,25 @@ def _check_resume_keeping_teacher(opt: dict, resume_iter: int) -> None:
     opt['path'].update(kept)
 
 
+PATH_OPTIONS_NOT_FOLDERS = ('strip_prefix_t', )
+
+
+def _make_exp_dirs_without_options(opt: dict) -> None:
+    path = opt['path']
+    kept = {key: path.pop(key) for key in PATH_OPTIONS_NOT_FOLDERS if key in path}
+    try:
+        _BASICSR['make_exp_dirs'](opt)
+    finally:
+        path.update(kept)
+
+
 def install_shims() -> None:
     """Install the shims (idempotent). Must run before the first ``import basicsr``."""
     global _installed
     if _installed:
         return
     _alias_functional_tensor()
+    import basicsr.test
     import basicsr.train
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import dist_util
@@ -143,11 +159,14 @@ def install_shims() -> None:
         init_dist_pytorch=dist_util._init_dist_pytorch,
         model_to_device=BaseModel.model_to_device,
         load_resume_state=basicsr.train.load_resume_state,
-        check_resume=basicsr.train.check_resume)
+        check_resume=basicsr.train.check_resume,
+        make_exp_dirs=basicsr.train.make_exp_dirs)
     dist_util._init_dist_pytorch = _init_dist_pytorch_any_device
     BaseModel.model_to_device = _model_to_device_any_device
     basicsr.train.load_resume_state = _load_resume_state_any_device
     basicsr.train.check_resume = _check_resume_keeping_teacher
+    basicsr.train.make_exp_dirs = _make_exp_dirs_without_options
+    basicsr.test.make_exp_dirs = _make_exp_dirs_without_options
     LmdbBackend.__init__ = _lmdb_backend_init_sharing
     _installed = True
 

@@ -30,3 +30,12 @@ SR_TRAIN_OPTIONS: Dict[str, object] = {
     'pixel_opt': None,
     'perceptual_opt': None
 }
+# keys basicsr reads with ``opt[key]`` (a KeyError, often thousands of iterations in, when missing)
+BASICSR_REQUIRED = {
+    'val': ('val_freq', 'save_img'),
+    'logger': ('print_freq', 'save_checkpoint_freq'),
+    'train': ('total_iter', 'optim_g'),
+    'datasets.train': ('name', 'type', 'batch_size_per_gpu', 'num_worker_per_gpu'),
+    'datasets.train.paired': ('dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_rot'),
+    'datasets.val': ('name', 'type'),
+}
