@@ -567,6 +567,24 @@ def diagnostics_section(seeds: List[int]) -> str:
             f'{differences(varied + trained, BASELINE, seeds)}\n')
 
 
+def calibration_table(seeds: List[int]) -> str:
+    """The feature-loss weight runs (``<loss>_weight_<w>``) that finished: the feature term over the pixel term at the
+    end, and the final PSNR-Y, seed by seed (docs/conventions.md, "Calibration")."""
+    lines = [
+        '| run | loss | weight | seed | feature term / pixel term | Set5 PSNR | Set14 PSNR |',
+        '|---|---|---:|---:|---:|---:|---:|'
+    ]
+    for method in DIAGNOSTICS:
+        loss, weight = method.split('_weight_')
+        for seed in seeds:
+            name = run_name(method, seed)
+            if finished(name):
+                psnr = [final_psnr(name, d) for d in ('Set5', 'Set14')]
+                lines.append(f'| `{method}` | {loss.upper()} | {float(weight):g} | {seed} | '
+                             f'{feature_term_fraction(name):.3g} | {psnr[0]:.4f} | {psnr[1]:.4f} |')
+    return '\n'.join(lines)
+
+
 def run_seeds(method: str, seeds: List[int]) -> List[int]:
     return [0] if method in SINGLE_SEED else seeds
 
@@ -829,6 +847,10 @@ def main() -> None:
     parser.add_argument('--seeds', nargs='+', type=int, default=RECIPE['seeds'])
     parser.add_argument('--report-only', action='store_true', help='only rebuild docs/results.md from finished runs')
     parser.add_argument(
+        '--calibration-table',
+        action='store_true',
+        help='only print the table of the feature-loss weight runs that finished (docs/conventions.md)')
+    parser.add_argument(
         '--rerun',
         action='store_true',
         help='train the selected runs (--only, --seeds) a second time, as <run>_rerun, to check that they reproduce')
@@ -849,6 +871,9 @@ def main() -> None:
     os.chdir(ROOT)
     if not os.path.isdir(SHARED):
         raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')
+    if args.calibration_table:
+        print(calibration_table(args.seeds))
+        return
     methods = args.only or [m for _, _, claim_methods, _ in CLAIMS for m in claim_methods]
     data = build_data()
     if not args.report_only:

@@ -254,7 +254,7 @@ def csd_options(lmdbs: dict, name: str = 'csd', total_iter: int = 4, train_opt: 
     del opt['network_t']
     for key in ('pretrain_network_t', 'param_key_t'):
         del opt['path'][key]
-    del opt['train']['kd_opt']
+    del opt['train']['kd_opt'], opt['train']['teacher_check']
     opt['train']['csd'] = {'width_mult': 0.5, 'lambda_t': 1.0, 'lambda_c': 200.0, **csd}
     opt['train']['contrastive_opt'] = {'type': 'CSDContrastiveLoss', 'num_negatives': 3, 'vgg_weights': 'random'}
     return opt

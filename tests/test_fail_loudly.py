@@ -61,8 +61,9 @@ def test_misspelled_keys_at_every_level_are_all_named_before_anything_is_created
         (lambda o: o['train']['kd_opt'].update(loss_weight=-0.5), 'train.kd_opt.loss_weight: -0.5 is negative'),
         (lambda o: o.update(scale=4), 'datasets.val: LR butterfly is 128x128 and its HR 256x256: not a x4 pair'),
         (lambda o: o['val'].pop('save_img'), 'val.save_img: missing; basicsr reads it without a default.'),
+        (lambda o: o['train'].update(check_rank_sync='yes'), "train.check_rank_sync: 'yes' is a str, expected a bool"),
     ],
-    ids=['empty-epoch', 'gt-size', 'negative-weight', 'val-scale', 'missing-key'])
+    ids=['empty-epoch', 'gt-size', 'negative-weight', 'val-scale', 'missing-key', 'type'])
 def test_runs_that_would_do_nothing_useful_stop_at_start(tmp_path, tiny_lmdbs, teacher_path, change, expected):
     """Before: 0 iterations and exit 0 (batch above the dataset), a crash at the first batch or validation, or a term
     that pushes the student away from its target."""

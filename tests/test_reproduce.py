@@ -159,8 +159,12 @@ def test_final_losses_and_the_feature_term_fraction_from_a_basicsr_log(reproduce
         5: (0.03, 0.02, 0.0)
     }
     write_basicsr_log(
-        os.path.join('experiments', name), name, {}, [1.0] * 5,
-        lambda step: dict(zip(('l_pix', 'l_kd', 'l_ATLoss'), steps[step])))
+        os.path.join('experiments', name), name, {250: {
+            'Set5': (29.5, 0.8),
+            'Set14': (26.25, 0.7)
+        }}, [1.0] * 5, lambda step: dict(zip(('l_pix', 'l_kd', 'l_ATLoss'), steps[step])))
     losses = reproduce.final_losses(name)
     assert losses == pytest.approx({'l_pix': 0.03, 'l_kd': 0.015, 'l_ATLoss': 0.01})
     assert reproduce.feature_term_fraction(name) == pytest.approx(0.01 / 0.03)
+    assert reproduce.calibration_table(
+        [0, 1]).splitlines()[2:] == ['| `at_weight_1000` | AT | 1000 | 0 | 0.333 | 29.5000 | 26.2500 |']

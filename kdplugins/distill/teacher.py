@@ -5,6 +5,7 @@ from torch import nn
 from typing import Optional, Tuple
 
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
+from kdplugins.utils.padding import forward_padded
 
 
 class FrozenTeacher(nn.Module):
@@ -83,7 +84,7 @@ def teacher_and_bicubic_psnr(teacher: nn.Module,
         sample = dataset[index]
         lq, gt = sample['lq'][None].to(device), sample['gt'][None]
         with torch.no_grad():
-            out = teacher(lq).cpu()
+            out = forward_padded(teacher, lq, scale).cpu()
         bicubic = F.interpolate(lq.cpu(), scale_factor=scale, mode='bicubic', align_corners=False)
         gt = gt[..., :out.shape[-2], :out.shape[-1]]
         for psnrs, sr in ((teacher_psnr, out), (bicubic_psnr, bicubic)):

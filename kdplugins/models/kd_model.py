@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
 from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
+from kdplugins.utils.padding import forward_padded
 from kdplugins.utils.registry import register
 from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,
                                          tensors_digest)
@@ -305,12 +306,21 @@ class KDModel(SRModel):
             self.validate_teacher(dataloader, current_iter, tb_logger)
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
+    def test(self) -> None:
+        """``SRModel.test`` with inputs padded to the student's window size (SwinIR; :func:`forward_padded`)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = forward_padded(net, self.lq, int(self.opt['scale']))
+        net.train(was_training)
+
     def validate_teacher(self, dataloader, current_iter: int, tb_logger) -> Dict[str, float]:
         """Metrics of the teacher on a validation set (logged once, at the first validation)."""
         metric_opts = self.opt['val']['metrics']
         totals = {name: 0.0 for name in metric_opts}
         for count, val_data in enumerate(dataloader, start=1):
-            output = self.teacher_forward(val_data['lq'].to(self.device))
+            output = forward_padded(self.net_t, val_data['lq'].to(self.device), int(self.opt['scale']))
             metric_data = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([val_data['gt']])}
             for name, metric_opt in metric_opts.items():
                 totals[name] += calculate_metric(metric_data, metric_opt)

@@ -75,6 +75,29 @@ def check_weights(opt: Mapping, where: str) -> List[str]:
     return problems
 
 
+def type_problem(value, default, where: str) -> List[str]:
+    """A value whose type differs from its declared default's (an int is a valid float; None: anything goes)."""
+    if default is None or value is None:
+        return []
+    expected = float if isinstance(default, float) else type(default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else (
+        isinstance(value, expected) and (expected is bool or not isinstance(value, bool)))
+    if ok:
+        return []
+    return [f'{where}: {value!r} is a {type(value).__name__}, expected a {expected.__name__} (default {default!r}).']
+
+
+def probability_problems(probabilities, where: str) -> List[str]:
+    from kdplugins.distill.invertible_augment import OPERATIONS
+    if not isinstance(probabilities, Mapping):
+        return []
+    problems = unknown_keys(probabilities, OPERATIONS, where)
+    for name, p in probabilities.items():
+        if isinstance(p, (int, float)) and not 0 <= p <= 1:
+            problems.append(f'{where}.{name}: probability {p} is outside [0, 1].')
+    return problems
+
+
 def check_train(opt: dict) -> List[str]:
     train = opt.get('train')
     if not isinstance(train, Mapping):
@@ -84,8 +107,15 @@ def check_train(opt: dict) -> List[str]:
     if declared is not None:
         problems += unknown_keys(train, declared, 'train')
         for key, default in declared.items():
+            if key in train:
+                problems += type_problem(train[key], default, f'train.{key}')
             if isinstance(default, Mapping) and isinstance(train.get(key), Mapping):
                 problems += unknown_keys(train[key], default, f'train.{key}')
+                for sub_key, sub_default in default.items():
+                    if sub_key in train[key] and not isinstance(sub_default, Mapping):
+                        problems += type_problem(train[key][sub_key], sub_default, f'train.{key}.{sub_key}')
+        if isinstance(train.get('augkd'), Mapping) and 'label_consistency' in train['augkd']:
+            problems += probability_problems(train['augkd']['label_consistency'], 'train.augkd.label_consistency')
     for key, value in train.items():
         if key.endswith('_opt') and isinstance(value, Mapping) and value.get('type') in LOSS_REGISTRY:
             problems += check_constructor(value, LOSS_REGISTRY.get(value['type']), f'train.{key}')
