@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT, FAKD_WEIGHT_DEFAULT
+from kdplugins.models.augkd_model import AUGKD_DEFAULTS
 
 SCALES = (2, 3, 4)
 RGB_MEAN = [0.4488, 0.4371, 0.4040]  # DIV2K mean of BasicSR's EDSR / RCAN
@@ -206,18 +207,7 @@ METHODS = {
         'pixel': 1.0,
         'kd': 1.0,
         'augkd': 1.0,
-        'options': {  # as options/train/AugKD/train_AugKD_RFDN_EDSR_x4.yml; zoom-out off for SwinIR (App. A.1)
-            'n_zoom_in': 1,
-            'zoom_in_non_overlapping': False,
-            'zoom_out': True,
-            'zoom_out_min_size': 1,
-            'label_consistency': {
-                'hflip': 0.5,
-                'vflip': 0.5,
-                'rot90': 0.5,
-                'invert': 0.5
-            }
-        },
+        'options': AUGKD_DEFAULTS,  # the model's defaults (docs/augkd.md); zoom-out off for SwinIR (App. A.1)
         'no_zoom_out': ('SwinIR', )
     },
     'CSD': {
