@@ -17,7 +17,8 @@ import yaml
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT, FAKD_WEIGHT_DEFAULT
+from kdplugins.losses.published_weights import (AT_WEIGHT_DEFAULT, CRD_WEIGHT_DEFAULT, CSD_LAMBDA_C_DEFAULT,
+                                                FAKD_WEIGHT_DEFAULT, RKD_WEIGHT_DEFAULT)
 from kdplugins.models.augkd_model import AUGKD_DEFAULTS
 
 SCALES = (2, 3, 4)
@@ -145,7 +146,7 @@ FEATURE_KD_WEIGHTS = {
         'kd': 1.0,
         'loss': {
             'type': 'ATLoss',
-            'loss_weight': 1000.0,
+            'loss_weight': AT_WEIGHT_DEFAULT,
             'p': 2
         }
     },
@@ -156,6 +157,7 @@ FEATURE_KD_WEIGHTS = {
             'type': 'RKDLoss',
             'distance_weight': 25.0,
             'angle_weight': 50.0,
+            'loss_weight': RKD_WEIGHT_DEFAULT,
             'pool_size': 1
         }
     },
@@ -164,7 +166,7 @@ FEATURE_KD_WEIGHTS = {
         'kd': 1.0,
         'loss': {
             'type': 'CRDLoss',
-            'loss_weight': 1e-3,
+            'loss_weight': CRD_WEIGHT_DEFAULT,
             'feat_dim': 128,
             'nce_k': 16384,
             'nce_k_cap': True,

@@ -5,6 +5,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from kdplugins.distill.connectors import check_same_spatial_size
+from kdplugins.losses.published_weights import AT_WEIGHT_DEFAULT
 from kdplugins.utils.registry import register
 
 
@@ -23,12 +24,13 @@ class ATLoss(nn.Module):
     have the same spatial size (in SR: both before the upsamplers).
 
     Args:
-        loss_weight: 1000, the ``beta`` of CRD Sec. 6.4 for AT (the AT paper also sets ``beta = 10^3`` with the
-            distance averaged over the attention map and the batch).
+        loss_weight: 200, calibrated for SR (the term ends near a third of the L1 pixel loss; docs/conventions.md).
+            The ``beta`` of CRD Sec. 6.4 for AT is 1000 (the AT paper also sets ``beta = 10^3``), set beside a
+            classification cross-entropy.
         p: power of the absolute activations (2, the AT paper's choice).
     """
 
-    def __init__(self, loss_weight: float = 1000.0, p: float = 2.0):
+    def __init__(self, loss_weight: float = AT_WEIGHT_DEFAULT, p: float = 2.0):
         super().__init__()
         self.loss_weight = float(loss_weight)
         self.p = float(p)

@@ -5,6 +5,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from kdplugins.distill.connectors import pooled_vector
+from kdplugins.losses.published_weights import RKD_WEIGHT_DEFAULT
 from kdplugins.utils.registry import register
 
 
@@ -42,7 +43,8 @@ class RKDLoss(nn.Module):
 
     Args:
         distance_weight: 25, angle_weight: 50 (RKD paper Sec. 4.1 and CRD Sec. 6.4).
-        loss_weight: overall factor (1).
+        loss_weight: overall factor, 1e-3: calibrated for SR (the term ends near a third of the L1 pixel loss;
+            docs/conventions.md); the published 25 / 50 (factor 1) were set beside a classification cross-entropy.
         pool_size: side of the pooling grid.
 
     Needs batches of at least 2 samples (3 for the angle term).
@@ -51,7 +53,7 @@ class RKDLoss(nn.Module):
     def __init__(self,
                  distance_weight: float = 25.0,
                  angle_weight: float = 50.0,
-                 loss_weight: float = 1.0,
+                 loss_weight: float = RKD_WEIGHT_DEFAULT,
                  pool_size: int = 1):
         super().__init__()
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
