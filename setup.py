@@ -7,6 +7,7 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['kdplugins', 'kdplugins.*']),
+    license='Apache-2.0',
     python_requires='>=3.8',
     # torch/torchvision and basicsr are installed first (see the Makefile): basicsr 1.4.2 builds only with
     # `pip install --no-build-isolation basicsr==1.4.2` once torch is present.

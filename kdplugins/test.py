@@ -5,11 +5,13 @@ Results go to ``results/<name>`` under the current directory.
 import os
 
 import kdplugins  # noqa: F401  (shims and registration)
+from kdplugins.runtime.custom_imports import import_from_command_line
 from kdplugins.runtime.option_checks import install_option_checks
 
 
 def main() -> None:
     import basicsr.test
+    import_from_command_line()
     install_option_checks()
     basicsr.test.test_pipeline(os.getcwd())
 

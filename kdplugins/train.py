@@ -13,6 +13,7 @@ import os
 
 import kdplugins  # noqa: F401  (shims and registration, also in spawned DataLoader workers)
 from kdplugins.runtime import install_exact_resume
+from kdplugins.runtime.custom_imports import import_from_command_line
 from kdplugins.runtime.host_memory import keep_freed_host_memory
 from kdplugins.runtime.option_checks import install_option_checks
 from kdplugins.runtime.run_lock import install_experiment_lock
@@ -21,6 +22,7 @@ from kdplugins.runtime.safe_checkpoints import install_safe_checkpoints
 
 def main() -> None:
     import basicsr.train
+    import_from_command_line()
     install_safe_checkpoints()  # before exact resume, which wraps the resume lookup installed before it
     install_exact_resume()
     install_option_checks()

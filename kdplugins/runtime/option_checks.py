@@ -11,6 +11,7 @@ import sys
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, Registry
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from kdplugins.runtime.custom_imports import import_from_options
 from kdplugins.runtime.option_schema import option_problems
 
 
@@ -20,9 +21,10 @@ class OptionError(ValueError):
 
 def unknown_type_message(registry: Registry, name: str, option: str) -> str:
     close = difflib.get_close_matches(name, list(registry.keys()), n=5, cutoff=0.5)
-    hint = f" Close registered names: {', '.join(close)}." if close else ''
-    return (f"{option}: unknown {registry._name} type '{name}'.{hint} `python -m kdplugins.list` lists what "
-            'kdplugins registers; a type from another project needs that project imported first.')
+    hint = f" Close registered names: {', '.join(close)}." if close else ' No registered name is close.'
+    return (f"{option}: unknown {registry._name} type '{name}'.{hint} `python -m kdplugins.list` lists what kdplugins "
+            'registers. A type of your own project must be imported first: add its module to the option file '
+            '(custom_imports: [my_project.archs]) or pass --import my_project.archs.')
 
 
 def _declared_types(opt: dict) -> Iterator[Tuple[Registry, str, str]]:
@@ -174,6 +176,7 @@ def install_option_checks() -> None:
 
     def parse_and_check(root_path, is_train=True):
         opt, args = parse_options(root_path, is_train=is_train)
+        import_from_options(opt)
         check_options(opt)
         return opt, args
 

@@ -18,7 +18,7 @@ from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BAS
                                              BASICSR_PATH_PREFIXES, BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL,
                                              SR_TRAIN_OPTIONS)
 
-KDPLUGINS_TOP_LEVEL = {'resume_position'}  # written by kdplugins at run time
+KDPLUGINS_TOP_LEVEL = {'resume_position', 'custom_imports'}  # resume_position: written by kdplugins at run time
 KDPLUGINS_PATH = {'strip_prefix_t'}
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
 
