@@ -266,12 +266,13 @@ class KDModel(SRModel):
         """False when a term is NaN or infinite on any rank and ``train.skip_nonfinite_batches`` is set (the batch is
         skipped on every rank, with a warning); raises otherwise, before the weights are touched, so the checkpoints
         written so far stay the last good ones."""
-        bad = [name for name, value in losses.items() if not bool(torch.isfinite(value.detach()).all())]
-        flag = torch.tensor(float(bool(bad)), device=self.device)
+        finite = torch.stack([torch.isfinite(value.detach()).all() for value in losses.values()])
+        flag = (~finite).any().float()
         if self.opt['dist']:
             dist.all_reduce(flag)
-        if flag.item() == 0:
+        if flag.item() == 0:  # one host synchronization per step (basicsr's logging makes several anyway)
             return True
+        bad = [name for name, ok in zip(losses, finite.tolist()) if not ok]
         where = ', '.join(bad) if bad else 'a term on another rank'
         if self.opt['train'].get('skip_nonfinite_batches'):
             get_root_logger().warning(f'Non-finite loss ({where}) at iteration {current_iter}: batch skipped '
