@@ -9,6 +9,7 @@ folder lock (:mod:`kdplugins.runtime.run_lock`), checkpoints written whole or fa
 that skips a broken latest state (:mod:`kdplugins.runtime.safe_checkpoints`), and keeps freed host memory for reuse
 (:mod:`kdplugins.runtime.host_memory`; ``KDPLUGINS_RELEASE_HOST_MEMORY=1`` to opt out).
 """
+import gc
 import os
 
 import kdplugins  # noqa: F401  (shims and registration, also in spawned DataLoader workers)
@@ -33,11 +34,17 @@ def main() -> None:
 
 
 def close_process_group() -> None:
-    """Let every rank finish, then shut the process group down (basicsr leaves it open: a rank that exits while
-    another still validates can abort in the teardown of gloo's threads)."""
+    """Let every rank finish, then shut the process group down while the interpreter is fully alive.
+
+    basicsr leaves the group open, and the model returned by ``train_pipeline`` sits in reference cycles (hooks,
+    bound methods), so its DistributedDataParallel wrapper - which holds the group - used to be freed only during
+    interpreter finalization; gloo's worker threads torn down then aborted a rank now and then ("terminate called
+    without an active exception", SIGABRT). Collecting the cycles first frees the wrapper here, and
+    ``destroy_process_group`` then releases the last reference to the group."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 

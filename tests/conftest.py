@@ -62,18 +62,9 @@ def run_script(script: str, *args: str, cwd=None) -> subprocess.CompletedProcess
     return result
 
 
-def run_module(module: str,
-               *args: str,
-               cwd,
-               check: bool = True,
-               torchrun: int = 0,
-               start_method: str = '',
-               torchrun_args: Sequence[str] = ()) -> subprocess.CompletedProcess:
-    """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun> [torchrun_args]``) in ``cwd``;
-    ``start_method`` sets the multiprocessing start method first (tests/run_with_start_method.py)."""
-    return finish(
-        start_module(module, *args, cwd=cwd, torchrun=torchrun, start_method=start_method, torchrun_args=torchrun_args),
-        check)
+def run_module(module: str, *args: str, check: bool = True, **launch) -> subprocess.CompletedProcess:
+    """``python -m <module> args`` run to its end; ``launch`` as :func:`start_module` takes it."""
+    return finish(start_module(module, *args, **launch), check)
 
 
 def start_module(module: str,
@@ -81,8 +72,12 @@ def start_module(module: str,
                  cwd,
                  torchrun: int = 0,
                  start_method: str = '',
-                 torchrun_args: Sequence[str] = ()) -> subprocess.Popen:
-    """:func:`run_module` started in the background (:func:`finish` waits for it)."""
+                 torchrun_args: Sequence[str] = (),
+                 wrapper: Sequence[str] = ()) -> subprocess.Popen:
+    """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun> [torchrun_args]``) in ``cwd``,
+    started in the background (:func:`finish` waits for it); ``start_method`` sets the multiprocessing start method
+    first (tests/run_with_start_method.py); ``wrapper`` (a script in tests/ and its first arguments) runs instead of
+    ``-m <module>``."""
     prefix = [sys.executable]
     if torchrun:
         if not any(a.startswith('--master_port') for a in torchrun_args):
@@ -90,6 +85,8 @@ def start_module(module: str,
         prefix += ['-m', 'torch.distributed.run', f'--nproc_per_node={torchrun}', *torchrun_args]
     target = [str(REPO / 'tests' /
                   'run_with_start_method.py'), start_method, module] if start_method else ['-m', module]
+    if wrapper:
+        target = [str(REPO / 'tests' / wrapper[0]), *wrapper[1:]]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
     return subprocess.Popen(
         prefix + target + list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
