@@ -67,13 +67,14 @@ def run_module(module: str, *args: str, check: bool = True, **launch) -> subproc
     return finish(start_module(module, *args, **launch), check)
 
 
-def start_module(module: str,
-                 *args: str,
-                 cwd,
-                 torchrun: int = 0,
-                 start_method: str = '',
-                 torchrun_args: Sequence[str] = (),
-                 wrapper: Sequence[str] = ()) -> subprocess.Popen:
+def start_module(
+    module: str,
+    *args: str,
+    cwd,
+    torchrun: int = 0,
+    start_method: str = '',
+    torchrun_args: Sequence[str] = (),
+    wrapper: Sequence[str] = ()) -> subprocess.Popen:
     """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun> [torchrun_args]``) in ``cwd``,
     started in the background (:func:`finish` waits for it); ``start_method`` sets the multiprocessing start method
     first (tests/run_with_start_method.py); ``wrapper`` (a script in tests/ and its first arguments) runs instead of
