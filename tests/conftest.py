@@ -67,27 +67,21 @@ def run_module(module: str, *args: str, check: bool = True, **launch) -> subproc
     return finish(start_module(module, *args, **launch), check)
 
 
-def start_module(
-    module: str,
-    *args: str,
-    cwd,
-    torchrun: int = 0,
-    start_method: str = '',
-    torchrun_args: Sequence[str] = (),
-    wrapper: Sequence[str] = ()) -> subprocess.Popen:
+def start_module(module: str,
+                 *args: str,
+                 cwd,
+                 torchrun: int = 0,
+                 torchrun_args: Sequence[str] = (),
+                 wrapper: Sequence[str] = ()) -> subprocess.Popen:
     """``python -m <module> args`` (or under ``torchrun --nproc_per_node=<torchrun> [torchrun_args]``) in ``cwd``,
-    started in the background (:func:`finish` waits for it); ``start_method`` sets the multiprocessing start method
-    first (tests/run_with_start_method.py); ``wrapper`` (a script in tests/ and its first arguments) runs instead of
-    ``-m <module>``."""
+    started in the background (:func:`finish` waits for it); ``wrapper`` (a script in tests/ and its first arguments,
+    for example ``['run_with_start_method.py', 'spawn', module]``) runs instead of ``-m <module>``."""
     prefix = [sys.executable]
     if torchrun:
         if not any(a.startswith('--master_port') for a in torchrun_args):
             torchrun_args = [*torchrun_args, f'--master_port={free_port()}']
         prefix += ['-m', 'torch.distributed.run', f'--nproc_per_node={torchrun}', *torchrun_args]
-    target = [str(REPO / 'tests' /
-                  'run_with_start_method.py'), start_method, module] if start_method else ['-m', module]
-    if wrapper:
-        target = [str(REPO / 'tests' / wrapper[0]), *wrapper[1:]]
+    target = [str(REPO / 'tests' / wrapper[0]), *wrapper[1:]] if wrapper else ['-m', module]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
     return subprocess.Popen(
         prefix + target + list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -83,7 +83,14 @@ def straight_runs(tmp_path_factory, tiny_lmdbs, teacher_path):
             cwd = tmp_path_factory.mktemp(config)
             yml = write_yaml(cwd / 'ddp.yml', ddp_options(tiny_lmdbs, teacher_path, workers))
             result = run_module(
-                'kdplugins.train', '-opt', str(yml), '--launcher', 'pytorch', cwd=cwd, torchrun=2, start_method=method)
+                'kdplugins.train',
+                '-opt',
+                str(yml),
+                '--launcher',
+                'pytorch',
+                cwd=cwd,
+                torchrun=2,
+                wrapper=['run_with_start_method.py', method, 'kdplugins.train'])
             done[config] = cwd / 'experiments' / 'ddp', result
         return done[config]
 
