@@ -18,17 +18,14 @@ import shlex
 import sys
 from typing import List, Tuple
 
-os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # torch.profiler logs "gpuGetDeviceCount failed" without a GPU
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
+import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 
 # isort: split
-from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
+from basicsr.utils.registry import ARCH_REGISTRY
 
-from kdplugins.runtime.option_checks import unknown_type_message  # noqa: E402
-from kdplugins.utils import efficiency  # noqa: E402
-from kdplugins.utils.plots import tradeoff_plot  # noqa: E402
+from kdplugins.runtime.option_checks import unknown_type_message
+from kdplugins.utils import efficiency
+from kdplugins.utils.plots import tradeoff_plot
 
 
 class _AddOptionFile(argparse.Action):

@@ -15,47 +15,18 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdplugins  # noqa: E402,F401  (shims before basicsr is imported)
+import kdplugins  # noqa: F401  (shims before basicsr is imported)
 
 # isort: split
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from basicsr.data import build_dataloader, build_dataset  # noqa: E402
-from basicsr.models import build_model  # noqa: E402
-from basicsr.utils.options import ordered_yaml  # noqa: E402
+import torch
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.models import build_model
 
-from kdplugins.runtime.host_memory import keep_freed_host_memory  # noqa: E402
-
-
-def load_options(path: str, root: str) -> dict:
-    with open(path) as f:
-        opt = yaml.load(f, Loader=ordered_yaml()[0])
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False, root_path=root)
-    if opt.get('num_gpu', 'auto') == 'auto':
-        opt['num_gpu'] = torch.cuda.device_count()
-    for phase, dataset_opt in opt['datasets'].items():
-        dataset_opt.update(phase=phase.split('_')[0], scale=opt['scale'])
-    exp = os.path.join(root, 'experiments', opt['name'])
-    opt['path'].update(experiments_root=exp, models=exp, training_states=exp, log=exp, visualization=exp)
-    return opt
-
-
-def apply_overrides(opt: dict, sets: list) -> dict:
-    """``key:sub=value`` entries applied as basicsr's ``--force_yml`` applies them (same value parsing)."""
-    from basicsr.utils.options import _postprocess_yml_value
-    for entry in sets:
-        keys, value = entry.split('=', 1)
-        target = opt
-        *parents, last = keys.strip().split(':')
-        for key in parents:
-            target = target[key]
-        target[last] = _postprocess_yml_value(value.strip())
-    return opt
+from kdplugins.runtime.host_memory import keep_freed_host_memory
+from kdplugins.utils.option_files import apply_overrides, load_train_options
 
 
 def scratch_options(opt: dict) -> dict:
@@ -104,7 +75,7 @@ def main() -> None:
     keep_freed_host_memory()  # as python -m kdplugins.train does
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as root:
-        options = [apply_overrides(load_options(path, root), args.set) for path in args.opt]
+        options = [apply_overrides(load_train_options(path, root), args.set) for path in args.opt]
         datasets = [build_dataset(opt['datasets']['train']) for opt in options]
         dataset_opt = options[0]['datasets']['train']
         loader = build_dataloader(datasets[0], dataset_opt, num_gpu=options[0]['num_gpu'], seed=0)

@@ -24,17 +24,18 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
+import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 
 # isort: split
-import torch  # noqa: E402
-from basicsr.archs import build_network  # noqa: E402
-from basicsr.models import build_model  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+import torch
+from basicsr.archs import build_network
+from basicsr.models import build_model
+from torch.nn.parallel import DistributedDataParallel
 
-from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb  # noqa: E402
+from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
+from kdplugins.utils.option_files import apply_overrides, load_train_options
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 METHODS = {
     'KD': 'options/train/AugKD/train_KD_RFDN_EDSR_x4.yml',
@@ -138,8 +139,7 @@ def train(method: str, sets: list, args, out: str) -> float:
 
 def check_teacher(method: str, yml: str, sets: list, out: str) -> str:
     """Build the model as the trainer does (one process) and check its teacher."""
-    from benchmark_train_step import apply_overrides, load_options
-    opt = apply_overrides(load_options(yml, out), sets)
+    opt = apply_overrides(load_train_options(yml, out), sets)
     model = build_model(opt)
     teacher = getattr(model, 'net_t', None)
     if teacher is None:
@@ -186,7 +186,6 @@ def main() -> None:
         raise SystemExit('No CUDA GPU: this check is for a GPU machine (--cpu checks the script itself).')
     out = os.path.abspath(args.out) if args.out else tempfile.mkdtemp(prefix='kdplugins_gpu_check_')
     os.makedirs(out, exist_ok=True)
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
     device = 'CPU' if args.cpu else f'{torch.cuda.get_device_name()} x {torch.cuda.device_count()}'
     print(f'kdplugins GPU check: {device}; torch {torch.__version__}; {args.iters} iterations per method; in {out}')
     lmdbs = build_lmdbs(out)

@@ -9,12 +9,9 @@ Examples:
         --lr-name '{}x4' --scale 4 --out-hr datasets/Set5_HR.lmdb --out-lr datasets/Set5_LR_X4.lmdb
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdplugins  # noqa: E402,F401
-from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb  # noqa: E402
+import kdplugins  # noqa: F401
+from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -17,19 +17,16 @@ import os
 import sys
 from typing import List
 
-os.environ.setdefault('KINETO_LOG_LEVEL', '5')
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
+import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 
 # isort: split
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from basicsr.archs import build_network  # noqa: E402
+import torch
+import yaml
+from basicsr.archs import build_network
 
-from kdplugins.memsr.convert import convert_edsr, plain_sr_options, to_plain_sr  # noqa: E402
-from kdplugins.utils import efficiency  # noqa: E402
-from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict  # noqa: E402
+from kdplugins.memsr.convert import convert_edsr, plain_sr_options, to_plain_sr
+from kdplugins.utils import efficiency
+from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:

@@ -14,21 +14,18 @@ the speed-up (ratio of median forward times, measured in this run).
 """
 import argparse
 import os
-import sys
 from typing import Tuple
 
-os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # torch.profiler logs "gpuGetDeviceCount failed" without a GPU
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
+import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 
 # isort: split
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from basicsr.archs import build_network  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import yaml
+from basicsr.archs import build_network
+from torch import nn
 
-from kdplugins.archs.slimmable import SlimmableMixin, extract_student  # noqa: E402
-from kdplugins.utils import efficiency  # noqa: E402
+from kdplugins.archs.slimmable import SlimmableMixin, extract_student
+from kdplugins.utils import efficiency
 
 TOLERANCE = 1e-5
 

@@ -6,13 +6,11 @@
 """
 import argparse
 import os
-import sys
 from typing import List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from kdplugins.experiments import paper_recipes
 
-from kdplugins.experiments import paper_recipes  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

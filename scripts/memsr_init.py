@@ -21,17 +21,15 @@ import sys
 import time
 from typing import List
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
+import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 
 # isort: split
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import torch
+import yaml
 
-from kdplugins.archs.plainsr_arch import preset_widths  # noqa: E402
-from kdplugins.distill.teacher import build_teacher  # noqa: E402
-from kdplugins.memsr.winning_init import winning_initialization  # noqa: E402
+from kdplugins.archs.plainsr_arch import preset_widths
+from kdplugins.distill.teacher import build_teacher
+from kdplugins.memsr.winning_init import winning_initialization
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:

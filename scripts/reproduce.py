@@ -25,12 +25,12 @@ import time
 import yaml
 from typing import Callable, Dict, List, Optional, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import kdplugins  # noqa: E402,F401  (shims and registration before basicsr is used)
+import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 
 # isort: split
-from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb  # noqa: E402
+from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 DATA = os.path.join('datasets', 'reproduce')

@@ -1,6 +1,7 @@
 """PNG plots of measured results (matplotlib, headless)."""
 import matplotlib
-from typing import Dict, List, Sequence, Tuple
+import numpy as np
+from typing import Dict, List, Optional, Sequence, Tuple
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -48,4 +49,41 @@ def curves_plot(panels: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def demo_figure(crops: Sequence[Tuple[str, np.ndarray, Optional[float]]], window: Tuple[int, int, int],
+                points: Sequence[Tuple[str, float, float,
+                                       float]], path: str, psnr_label: str, runtime_label: str) -> None:
+    """Side-by-side crops with their PSNR above a PSNR / runtime / memory trade-off (``make demo``'s picture).
+
+    Args:
+        crops: ``(title, RGB uint8 image, PSNR or None)``, all of one size; the same window is cut from each.
+        window: ``(top, left, size)`` of the square crop, in pixels.
+        points: ``(name, runtime_ms, psnr_db, peak_memory_mib)`` per network, as :func:`tradeoff_plot` takes them.
+        path: the PNG to write.
+        psnr_label, runtime_label: axis titles of the trade-off.
+    """
+    top, left, size = window
+    fig = plt.figure(figsize=(2.4 * len(crops), 2.6 + 4.2))
+    grid = fig.add_gridspec(2, len(crops), height_ratios=[2.6, 4.2])
+    for i, (title, image, psnr) in enumerate(crops):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(image[top:top + size, left:left + size], interpolation='nearest')
+        label = title.replace(', ', ',\n', 1)
+        ax.set_title(label + (f'\n{psnr:.2f} dB' if psnr is not None else '\n(PSNR-Y)'), fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[1, 1:len(crops) - 1])
+    largest = max(memory for *_, memory in points)
+    for name, runtime, psnr, memory in points:
+        ax.scatter(runtime, psnr, s=1500 * memory / largest, alpha=0.4)
+        ax.annotate(f'{name}\n{memory:.0f} MiB', (runtime, psnr), ha='center', va='center', fontsize=7)
+    ax.set_xlabel(runtime_label)
+    ax.set_ylabel(psnr_label)
+    ax.set_title('marker area: peak memory of one forward', fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.margins(0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
