@@ -42,11 +42,25 @@ def test_kd_training_with_validation_and_checkpoints(tmp_path, tiny_lmdbs, teach
 
 
 @pytest.mark.parametrize(
-    'half, workers', [(2, 0), (4, 0), (2, 1)], ids=['mid-epoch', 'epoch-boundary', 'mid-epoch-data-worker'])
-def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teacher_path, half, workers):
+    'half, workers, speed', [(2, 0, None), (4, 0, None), (2, 1, None),
+                             (2, 0, {
+                                 'precision': 'fp16',
+                                 'channels_last': True
+                             })],
+    ids=['mid-epoch', 'epoch-boundary', 'mid-epoch-data-worker', 'mid-epoch-fp16-channels-last'])
+def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teacher_path, half, workers, speed):
     """18 training pairs, batch 4: 4 iterations per epoch. 8 iterations straight == half + --auto_resume. With a data
-    worker, the random crops and flips after the resume must be those of the uninterrupted run."""
-    opt = kd_options(tiny_lmdbs, teacher_path, name='resume', total_iter=8, feature_losses=FITNET)
+    worker, the random crops and flips after the resume must be those of the uninterrupted run. With fp16, the gradient
+    scaler's state (scale and count of steps since it last changed) must be resumed too."""
+    opt = kd_options(
+        tiny_lmdbs,
+        teacher_path,
+        name='resume',
+        total_iter=8,
+        feature_losses=FITNET,
+        **({
+            'speed': speed
+        } if speed else {}))
     opt['datasets']['train']['num_worker_per_gpu'] = workers
     opt['logger']['save_checkpoint_freq'] = half
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
@@ -65,6 +79,9 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teach
         assert torch.equal(value, states[1]['distill_modules'][key]), key
     moments = [s['optimizers'][0]['state'][0]['exp_avg'] for s in states]
     assert torch.equal(moments[0], moments[1])
+    assert states[0]['grad_scaler'] == states[1]['grad_scaler']
+    if speed:
+        assert states[0]['grad_scaler']['_growth_tracker'] == 8  # 8 steps without overflow, counted across the resume
 
 
 def test_cli_reports_bad_options_before_creating_anything(tmp_path, tiny_lmdbs, teacher_path):

@@ -18,7 +18,9 @@ class FrozenTeacher(nn.Module):
             [0, 1] like the student.
 
     ``train()`` is a no-op that keeps eval mode (``BaseModel`` and users call it on every network), the parameters
-    have ``requires_grad=False`` and ``forward`` runs under ``torch.no_grad()``.
+    have ``requires_grad=False`` and ``forward`` runs under ``torch.no_grad()``. A teacher whose weights were cast to
+    bf16 / fp16 (``train.speed.teacher_precision``) takes the input in its own precision and returns fp32; the
+    training step's autocast does not apply to it.
     """
 
     def __init__(self, net: nn.Module, img_range: float = 1.0):
@@ -32,9 +34,10 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.img_range == 1.0:
-            return self.net(x)
-        return self.net(x * self.img_range) / self.img_range
+        dtype = next(self.net.parameters()).dtype
+        with torch.autocast(x.device.type, enabled=False):  # the teacher runs in its own precision
+            y = self.net(x.to(dtype) * self.img_range) / self.img_range
+        return y.float()
 
 
 def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:

@@ -12,6 +12,7 @@ from typing import Iterator, Optional
 
 from kdplugins.archs.slimmable import SlimmableMixin
 from kdplugins.distill.recorder import bare_module
+from kdplugins.distill.speed import SPEED_DEFAULTS, speed_options
 from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 from kdplugins.models.kd_model import KDModel
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
@@ -70,7 +71,8 @@ class CSDModel(KDModel):
         **SR_TRAIN_OPTIONS, 'csd': CSD_DEFAULTS,
         'contrastive_opt': None,
         'check_rank_sync': False,
-        'skip_nonfinite_batches': False
+        'skip_nonfinite_batches': False,
+        'speed': SPEED_DEFAULTS
     }
     VAL_OPTIONS = ('width_mult', )
 
@@ -104,11 +106,18 @@ class CSDModel(KDModel):
         self.cri_csd = self.build_contrastive_loss()
         self.feature_loss_opts = []
         self.net_distill = nn.ModuleDict()  # empty: KDModel's optimizer, state and rank checks cover net_g only
+        self.setup_speed()
         self.setup_optimizers()
         self.setup_schedulers()
         self._teacher_validated = set()
         get_root_logger().info(f'CSD: student width {self.csd["width_mult"]}, lambda_t {self.csd["lambda_t"]}, '
                                f'lambda_c {self.csd["lambda_c"]}, detach_teacher {self.csd["detach_teacher"]}.')
+
+    def setup_speed(self) -> None:
+        if speed_options(self.opt['train'])['teacher_precision'] != 'fp32':
+            raise ValueError('train.speed.teacher_precision must be fp32 for CSDModel: its teacher is the width-1.0 '
+                             'network being trained (use train.speed.precision for the whole step).')
+        super().setup_speed()
 
     def build_contrastive_loss(self) -> Optional[nn.Module]:
         """The loss of ``train.contrastive_opt`` with ``loss_weight = λ_C``; ``None`` for J-T (λ_C = 0)."""

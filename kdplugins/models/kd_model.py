@@ -15,6 +15,7 @@ from torch import nn
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
+from kdplugins.distill.speed import DTYPES, SPEED_DEFAULTS, MixedPrecision, speed_options, to_channels_last
 from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
 from kdplugins.utils.padding import forward_padded
@@ -50,6 +51,8 @@ class KDModel(SRModel):
             iteration (default), or, when true, skips that batch on every rank with a warning.
         train.teacher_check: before the first iteration, the teacher's PSNR-Y on up to 3 validation pairs must beat
             bicubic upscaling of the same LR (a teacher below it is loaded wrongly); false skips the check.
+        train.speed: ``channels_last``, ``precision`` (autocast and, for fp16, a gradient scaler saved with the
+            training state) and ``teacher_precision`` (:mod:`kdplugins.distill.speed`).
 
     Randomness of a method must come from ``self.rng`` (a generator on the training device, seeded with
     ``manual_seed + rank``): its state is saved per rank with Python's, NumPy's and torch's, so that a resumed run
@@ -64,7 +67,8 @@ class KDModel(SRModel):
         'check_rank_sync': False,
         'probe_size': 32,
         'skip_nonfinite_batches': False,
-        'teacher_check': True
+        'teacher_check': True,
+        'speed': SPEED_DEFAULTS
     }
 
     def init_training_settings(self) -> None:
@@ -82,9 +86,22 @@ class KDModel(SRModel):
         self.setup_distillation()
         if self.cri_pix is None and self.cri_kd is None and len(self.net_distill) == 0:
             raise ValueError('KDModel has no loss: set train.pixel_opt, train.kd_opt or train.feature_losses.')
+        self.setup_speed()
         self.setup_optimizers()
         self.setup_schedulers()
         self._teacher_validated = set()
+
+    def setup_speed(self) -> None:
+        """``train.speed``: layout of networks and batches, the step's precision, the teacher's precision."""
+        self.speed = speed_options(self.opt['train'])
+        self.precision = MixedPrecision(self.speed['precision'], self.device)
+        if self.speed['channels_last']:
+            to_channels_last(
+                [self.net_g,
+                 getattr(self, 'net_g_ema', None),
+                 getattr(self, 'net_t', None), self.net_distill])
+        if self.speed['teacher_precision'] != 'fp32':
+            self.net_t.to(DTYPES[self.speed['teacher_precision']])
 
     def check_teacher(self) -> None:
         """Stop before the first iteration when the teacher does worse than bicubic upscaling on the first pairs of
@@ -207,6 +224,10 @@ class KDModel(SRModel):
     def feed_data(self, data: dict) -> None:
         super().feed_data(data)
         self.index = data['index'].to(self.device) if 'index' in data else None
+        if getattr(self, 'speed', SPEED_DEFAULTS)['channels_last']:
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+            if hasattr(self, 'gt'):
+                self.gt = self.gt.contiguous(memory_format=torch.channels_last)
 
     def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
         """Teacher output for ``lq`` (no autograd, eval mode, [0, 1] range)."""
@@ -231,7 +252,7 @@ class KDModel(SRModel):
         batch = self.lq.size(0)
         for loss_opt, (name, loss) in zip(self.feature_loss_opts, self.net_distill.items()):
             student_feat = self.student_recorder.features[loss_opt['student_layer']][:batch]
-            teacher_feat = self.teacher_recorder.features[loss_opt['teacher_layer']][:batch]
+            teacher_feat = self.teacher_recorder.features[loss_opt['teacher_layer']][:batch].float()
             losses[name] = loss(student_feat, teacher_feat, **self.feature_loss_kwargs(name, loss))
         return losses
 
@@ -251,13 +272,14 @@ class KDModel(SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
-        losses = self.compute_losses(current_iter)
+        with self.precision.autocast():
+            losses = self.compute_losses(current_iter)
         if not self.losses_are_finite(losses, current_iter):
             self.log_dict = OrderedDict()
             return
-        sum(losses.values()).backward()
+        self.precision.backward(sum(losses.values()))
         self.average_distill_gradients()
-        self.optimizer_g.step()
+        self.precision.step(self.optimizer_g)
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
@@ -367,6 +389,7 @@ class KDModel(SRModel):
                 for k, v in self.net_distill.state_dict().items()
             },
             'rng_states': self._rng_states,
+            'grad_scaler': self.precision.state_dict(),
         }
         path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
         torch.save(state, path + '.tmp')
@@ -375,6 +398,7 @@ class KDModel(SRModel):
     def resume_training(self, resume_state: dict) -> None:
         super().resume_training(resume_state)
         self.net_distill.load_state_dict(resume_state.get('distill_modules', {}))
+        self.precision.load_state_dict(resume_state.get('grad_scaler'))
         rng_states: Optional[list] = resume_state.get('rng_states')
         world_size = self.opt.get('world_size', 1)
         if rng_states is not None and len(rng_states) == world_size:

@@ -9,6 +9,7 @@ from torch import nn
 from typing import List
 
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
+from kdplugins.distill.speed import speed_options
 from kdplugins.memsr.convert import DEFAULT_OFFSET, Pieces, convert_edsr, edsr_parts, teacher_plain_forward
 from kdplugins.memsr.winning_init import check_student_widths
 from kdplugins.models.kd_model import KDModel
@@ -59,6 +60,12 @@ class MemSRModel(KDModel):
             for k, v in KDModel.TRAIN_OPTIONS.items() if k != 'feature_losses'
         }, 'memsr': MEMSR_DEFAULTS
     }
+
+    def setup_speed(self) -> None:
+        if speed_options(self.opt['train'])['teacher_precision'] != 'fp32':
+            raise ValueError("train.speed.teacher_precision must be fp32 for MemSRModel: its distillation targets are "
+                             "the features of the teacher's exact plain equivalent (Prop. 3.6), computed in fp32.")
+        super().setup_speed()
 
     def setup_distillation(self) -> None:
         if self.feature_loss_opts:

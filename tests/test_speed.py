@@ -1,0 +1,114 @@
+"""``train.speed``: channels_last, bf16 / fp16 autocast (fp16 with a gradient scaler), the teacher's precision.
+
+Each option trains KD and AugKD on CPU with first-step losses within a stated tolerance of fp32; bf16 under 2-process
+torchrun keeps the ranks bitwise equal (fp16 resume: tests/test_training_cli.py). Timings: scripts/
+benchmark_train_step.py and docs/training.md, not here."""
+import pytest
+import re
+import torch
+from conftest import build, kd_options, run_module, save_teacher, train_batches, write_yaml
+
+from kdplugins.distill.speed import DTYPES, MixedPrecision, speed_options
+
+FITNET = [{'type': 'FitNetLoss', 'student_layer': 'body.0', 'teacher_layer': 'body.1', 'loss_weight': 0.1}]
+# absolute tolerance of every first-step loss against fp32. The terms are means of per-pixel (or per-feature) errors of
+# values of order 1 (images in [0, 1]), so rounding the outputs to a 16-bit type moves them by about that type's unit
+# roundoff: bf16 2^-8, fp16 2^-11 (measured: at most 8.4e-4 and 4.6e-5). channels_last only reorders sums.
+SETTINGS = {
+    'channels_last': ({
+        'channels_last': True
+    }, 1e-6),
+    'bf16': ({
+        'precision': 'bf16'
+    }, 2**-8),
+    'fp16': ({
+        'precision': 'fp16'
+    }, 2**-11),
+    'teacher-bf16': ({
+        'teacher_precision': 'bf16'
+    }, 2**-8),
+    'teacher-fp16': ({
+        'teacher_precision': 'fp16'
+    }, 2**-11),
+}
+
+
+@pytest.fixture(scope='module')
+def teacher_path(tmp_path_factory):
+    return save_teacher(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+
+
+def first_step_losses(tmp_path, monkeypatch, lmdbs, teacher_path, model_type: str, speed: dict):
+    opt = kd_options(lmdbs, teacher_path, name='speed', feature_losses=FITNET, speed=speed)
+    opt['model_type'] = model_type
+    tmp_path.mkdir()
+    model, parsed = build(tmp_path, monkeypatch, opt)
+    model.feed_data(train_batches(parsed, 1)[0])
+    model.optimize_parameters(1)
+    return model, dict(model.log_dict)
+
+
+@pytest.mark.parametrize('model_type', ['KDModel', 'AugKDModel'])
+def test_each_option_trains_with_first_step_losses_close_to_fp32(tmp_path, monkeypatch, tiny_lmdbs, teacher_path,
+                                                                 model_type):
+    _, reference = first_step_losses(tmp_path / 'fp32', monkeypatch, tiny_lmdbs, teacher_path, model_type, {})
+    assert set(reference) >= {'l_pix', 'l_kd', 'l_FitNetLoss'}
+    for setting, (speed, tolerance) in SETTINGS.items():
+        model, losses = first_step_losses(tmp_path / setting, monkeypatch, tiny_lmdbs, teacher_path, model_type, speed)
+        assert losses.keys() == reference.keys(), setting
+        for name, value in losses.items():
+            assert abs(value - reference[name]) <= tolerance, (setting, name, value, reference[name])
+        if setting != 'channels_last':
+            assert losses != reference, f'{setting} changed nothing'  # the option took effect
+        weight = model.net_g.conv_first.weight
+        assert weight.dtype == torch.float32  # fp32 master weights in every setting
+        assert weight.is_contiguous(memory_format=torch.channels_last) == speed.get('channels_last', False)
+        assert model.lq.is_contiguous(memory_format=torch.channels_last) == speed.get('channels_last', False)
+        teacher_dtype = next(model.net_t.parameters()).dtype
+        assert teacher_dtype == DTYPES[speed.get('teacher_precision', 'fp32')], setting
+        assert (model.precision.scaler is not None) == (speed.get('precision') == 'fp16')
+
+
+def test_bf16_under_two_process_torchrun_keeps_ranks_bitwise_equal(tmp_path, tiny_lmdbs, teacher_path):
+    speed = {'precision': 'bf16', 'teacher_precision': 'bf16', 'channels_last': True}
+    opt = kd_options(
+        tiny_lmdbs, teacher_path, name='bf16_ddp', feature_losses=FITNET, check_rank_sync=True, speed=speed)
+    opt['datasets']['train']['batch_size_per_gpu'] = 2
+    result = run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'bf16_ddp.yml', opt)),
+        '--launcher',
+        'pytorch',
+        cwd=tmp_path,
+        torchrun=2)
+    log = ''.join(p.read_text() for p in sorted((tmp_path / 'experiments' / 'bf16_ddp').glob('train_*.log')))
+    digests = re.findall(r'Rank weight digests at iter (-?\d+): ([0-9a-f]{64}) ([0-9a-f]{64})', log)
+    assert [d[0] for d in digests] == ['2', '4', '-1'], result.stderr[-3000:]
+    assert all(rank0 == rank1 for _, rank0, rank1 in digests)
+    assert digests[0][1] != digests[1][1]
+
+
+def test_gradient_scaler_state_is_restored():
+    saved = MixedPrecision('fp16', torch.device('cpu'))
+    saved.scaler.scale(torch.ones(()))
+    saved.scaler.update(new_scale=1024.0)
+    restored = MixedPrecision('fp16', torch.device('cpu'))
+    assert restored.state_dict() != saved.state_dict()
+    restored.load_state_dict(saved.state_dict())
+    assert restored.state_dict() == saved.state_dict()
+    assert MixedPrecision('bf16', torch.device('cpu')).state_dict() is None
+
+
+@pytest.mark.parametrize('speed, message', [
+    ({
+        'precision': 'fp8'
+    }, "train.speed.precision is 'fp8'; valid values: fp32, bf16, fp16."),
+    ({
+        'channel_last': True
+    }, "Unknown option(s) train.speed.['channel_last']; valid options: channels_last, precision, teacher_precision."),
+])
+def test_bad_speed_options_name_the_option(speed, message):
+    with pytest.raises(ValueError) as error:
+        speed_options({'speed': speed})
+    assert str(error.value) == message
