@@ -17,37 +17,78 @@ def shared_data_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().parents[2] / 'shared' / 'data'
 
 
-@pytest.fixture(scope='session')
-def shared_data() -> Path:
-    """The real benchmark images and pretrained checkpoints; skips the test when they are absent."""
+def require_shared_data(needs: str) -> Path:
+    """The shared data folder (public pretrained checkpoints, the benchmark sets with their bundled files); skips the
+    calling test, saying what it ``needs`` from there, when the folder is absent."""
     root = shared_data_dir()
     if not root.is_dir():
-        pytest.skip(f'shared data not found at {root}: these tests need the real images and checkpoints '
-                    '(set KDPLUGINS_SHARED_DATA to the folder holding checkpoints/ and val/).')
+        pytest.skip(f'needs {needs}: shared data not found at {root} (set KDPLUGINS_SHARED_DATA to the folder holding '
+                    'checkpoints/ and val/)')
     return root
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'shared_data(needs): what a test using the shared_data fixture needs from the shared data folder '
+        '(its skip reason without it)')
+
+
+@pytest.fixture
+def shared_data(request) -> Path:
+    """The shared data folder, only for tests that need the real pretrained checkpoints or a benchmark set's own
+    files; each such test says what with ``@pytest.mark.shared_data('...')``, the reason of its skip without the
+    folder. Tests that only need some real images take :func:`hr_images`."""
+    marker = request.node.get_closest_marker('shared_data')
+    assert marker and marker.args, f'{request.node.nodeid}: say what it needs with @pytest.mark.shared_data(...)'
+    return require_shared_data(marker.args[0])
 
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Real photos for the tests that need some real images: five photos bundled with scikit-image (files in the folder of
+# ``skimage.data``, nothing downloads), cut to the sizes of the five Set5 images (baby 512x512, bird 288x288,
+# butterfly 256x256, head 280x280, woman 344 high x 228 wide) so that sub-image counts, epoch lengths and crop
+# origins are those of a standard benchmark set. name -> (file in skimage/data, top, left, height, width).
+HR_PHOTOS = {
+    'astronaut': ('astronaut.png', 0, 0, 512, 512),  # the whole photo; Set5 baby's size
+    'chelsea': ('chelsea.png', 22, 100, 256, 256),  # the cat's face; butterfly's size
+    'coffee': ('coffee.png', 56, 156, 288, 288),  # the cup; bird's size
+    'ihc': ('ihc.png', 0, 0, 344, 228),  # stained tissue; woman's size
+    'motorcycle': ('motorcycle_left.png', 110, 230, 280, 280),  # the tank and engine; head's size
+}
+
 
 @pytest.fixture(scope='session')
-def set5_hr(shared_data) -> Path:
-    return shared_data / 'val' / 'Set5' / 'HR'
+def hr_images(tmp_path_factory) -> Path:
+    """A folder of the five :data:`HR_PHOTOS` as PNG files (``astronaut.png``, ...), cropped from scikit-image's
+    bundled photos."""
+    import cv2
+    import skimage.data
+    photos = Path(skimage.data.__file__).parent
+    folder = tmp_path_factory.mktemp('hr_images')
+    for name, (source, top, left, height, width) in HR_PHOTOS.items():
+        image = cv2.imread(str(photos / source), cv2.IMREAD_COLOR)
+        assert image is not None, f'cannot read {photos / source} (scikit-image bundles it)'
+        crop = image[top:top + height, left:left + width]
+        assert crop.shape == (height, width, 3), (source, image.shape)
+        cv2.imwrite(str(folder / f'{name}.png'), crop)
+    return folder
 
 
 @pytest.fixture(scope='session')
-def tiny_lmdbs(tmp_path_factory, set5_hr) -> dict:
-    """Real paired x2 LMDBs made by scripts/create_lmdb.py from Set5: 18 training sub-images of 48x48 (from two
-    images) and 2 whole validation images."""
+def tiny_lmdbs(tmp_path_factory, hr_images) -> dict:
+    """Real paired x2 LMDBs made by scripts/create_lmdb.py from photos of :func:`hr_images`: 18 training pairs of
+    96x96 HR / 48x48 LR sub-images (9 of coffee.png, 288x288, and 9 of motorcycle.png, 280x280) and 2 whole
+    validation images (chelsea.png, 256x256, and ihc.png, 344 high x 228 wide)."""
     root = tmp_path_factory.mktemp('lmdb')
     train_hr = root / 'train_hr_images'
     train_hr.mkdir()
-    for name in ('bird.png', 'head.png'):
-        (train_hr / name).symlink_to(set5_hr / name)
+    for name in ('coffee.png', 'motorcycle.png'):
+        (train_hr / name).symlink_to(hr_images / name)
     val_hr = root / 'val_hr_images'
     val_hr.mkdir()
-    for name in ('butterfly.png', 'woman.png'):
-        (val_hr / name).symlink_to(set5_hr / name)
+    for name in ('chelsea.png', 'ihc.png'):
+        (val_hr / name).symlink_to(hr_images / name)
     paths = {key: str(root / f'{key}.lmdb') for key in ('train_hr', 'train_lr', 'val_hr', 'val_lr')}
     run_script('scripts/create_lmdb.py', '--hr', str(train_hr), '--scale', '2', '--crop-size', '96', '--step', '96',
                '--out-hr', paths['train_hr'], '--out-lr', paths['train_lr'])

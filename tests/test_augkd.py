@@ -73,9 +73,9 @@ def test_bad_augmentation_options_are_named(probabilities, message):
     assert str(error.value) == message
 
 
-def test_zoom_out_equals_basicsr_matlab_imresize(set5_hr):
-    image = cv2.imread(str(set5_hr / 'baby.png'))[:, :, ::-1].astype('float32') / 255
-    lq = torch.from_numpy(image[100:148, 200:260].copy()).permute(2, 0, 1)  # 48x60 [0, 1] RGB patch
+def test_zoom_out_equals_basicsr_matlab_imresize(hr_images):
+    image = cv2.imread(str(hr_images / 'astronaut.png'))[:, :, ::-1].astype('float32') / 255  # scikit-image's photo
+    lq = torch.from_numpy(image[100:148, 200:260].copy()).permute(2, 0, 1)  # 48x60 [0, 1] RGB patch of the face
     batch = torch.stack([lq, torch.rand(3, 48, 60), lq.flip(-1)])
     for scale in (2, 3, 4):
         zoomed = zoom_out(batch, scale)

@@ -59,7 +59,7 @@ def test_misspelled_keys_at_every_level_are_all_named_before_anything_is_created
         (lambda o: o['datasets']['train'].update(gt_size=33),
          'datasets.train.gt_size: 33 is not a multiple of the scale 2'),
         (lambda o: o['train']['kd_opt'].update(loss_weight=-0.5), 'train.kd_opt.loss_weight: -0.5 is negative'),
-        (lambda o: o.update(scale=4), 'datasets.val: LR butterfly is 128x128 and its HR 256x256: not a x4 pair'),
+        (lambda o: o.update(scale=4), 'datasets.val: LR chelsea is 128x128 and its HR 256x256: not a x4 pair'),
         (lambda o: o['val'].pop('save_img'), 'val.save_img: missing; basicsr reads it without a default.'),
         (lambda o: o['train'].update(check_rank_sync='yes'), "train.check_rank_sync: 'yes' is a str, expected a bool"),
     ],
@@ -112,6 +112,7 @@ def test_kd_test_refuses_a_network_without_trained_weights(tmp_path, tiny_lmdbs,
     assert not (tmp_path / 'results').exists()
 
 
+@pytest.mark.shared_data('the real RFDN x4 checkpoint (checkpoints/RFDN_AIM_x4.pth) and Set5 with its bundled x4 LR')
 def test_a_teacher_below_bicubic_stops_the_run_with_the_likely_causes(tmp_path, shared_data):
     """The real RFDN x4 with its value range scaled twice (``teacher_img_range: 255`` on an arch that already scales):
     before, it trained against a teacher of about 8 dB; now the run stops before the first iteration."""

@@ -190,10 +190,12 @@ def test_a_host_project_importing_kdplugins_keeps_basicsrs_sampler_and_dataloade
     assert result.stdout.strip() == 'ok', result.stderr[-3000:]
 
 
-def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, set5_hr):
+@pytest.mark.shared_data("the real RFDN x4 checkpoint and Set5 (HR, bundled x4 LR) at the option file's paths")
+def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, hr_images):
     """``torchrun ... -m kdplugins.train -opt options/train/AugKD/train_AugKD_RFDN_EDSR_x4.yml --launcher pytorch`` as
     the README writes it, with the file's 6 workers per process, its real RFDN teacher and Set5 validation; only
-    sizes are overridden (2 processes, batch, iterations) and the training LMDB is a small one at the file's path."""
+    sizes are overridden (2 processes, batch, iterations) and the training LMDB is a small one at the file's path
+    (sub-images of two photos bundled with scikit-image)."""
     yml = REPO / 'options' / 'train' / 'AugKD' / 'train_AugKD_RFDN_EDSR_x4.yml'
     readme = (REPO / 'README.md').read_text()
     assert f'torchrun --nproc_per_node=8 -m kdplugins.train -opt {yml.relative_to(REPO)} --launcher pytorch' in readme
@@ -203,8 +205,8 @@ def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, 
     (tmp_path / 'shared').symlink_to(shared_data.parent)  # the file's ../shared/data paths, seen from work/
     hr = tmp_path / 'hr'
     hr.mkdir()
-    for name in ('baby.png', 'bird.png'):
-        (hr / name).symlink_to(set5_hr / name)
+    for name in ('astronaut.png', 'coffee.png'):  # 512x512 and 288x288: 4 + 4 sub-images of 256x256
+        (hr / name).symlink_to(hr_images / name)
     run_script('scripts/create_lmdb.py', '--hr', str(hr), '--scale', '4', '--crop-size', '256', '--step', '256',
                '--out-hr', str(work / 'datasets' / 'T91_BSD200_HR_sub256.lmdb'), '--out-lr',
                str(work / 'datasets' / 'T91_BSD200_LR_bicubic_X4_sub256.lmdb'))

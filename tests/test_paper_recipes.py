@@ -2,17 +2,18 @@
 by kdplugins/experiments/paper_recipes.py.
 
 Checked for every file: (a) it is byte for byte what the generator writes; (b) basicsr's ``parse_options`` parses it
-and ``check_options`` passes once its data and checkpoint paths point at tiny real data (LMDBs made from Set5 by
-scripts/create_lmdb.py at the file's scale) and at checkpoints of seeded random weights saved in the public
-checkpoints' key layout under their param key; (c) its model builds in this process with the full-size networks and
-loads the teacher (strict), the student's start (x2 run, EDSR-L, winning initialization) and the VGG-19.
+and ``check_options`` passes once its data and checkpoint paths point at tiny real data (LMDBs made by
+scripts/create_lmdb.py at the file's scale from photos bundled with scikit-image: conftest.py's ``hr_images``) and at
+checkpoints of seeded random weights saved in the public checkpoints' key layout under their param key; (c) its model
+builds in this process with the full-size networks and loads the teacher (strict), the student's start (x2 run,
+EDSR-L, winning initialization) and the VGG-19.
 
 Time budget (90 s on 2 CPU cores): the x4 file of each (backbone, method) also trains 2 iterations (its x4 student
 starts from the x2 run with ``strict_load_g: false``, the path App. A.1 adds); the x2 / x3 files are only built and
 loaded. Overrides are sizes only (batch, patch, iterations, validation frequency and the probe input side
 ``train.probe_size``), the paths above, ``num_worker_per_gpu: 0`` (batches are read in this process) and
 ``train.teacher_check: false`` (the random teachers are worse than bicubic on purpose).
-Nothing downloads; without ../shared/data the tests that need images skip.
+Nothing downloads, and nothing comes from ../shared/data.
 """
 import importlib.util
 import math
@@ -87,8 +88,8 @@ def test_every_file_says_what_it_reproduces_and_how():
 class Assets:
     """Tiny LMDBs per scale and checkpoints per (what, scale), created on first use."""
 
-    def __init__(self, root: Path, set5_hr: Path):
-        self.root, self.set5_hr = root, set5_hr
+    def __init__(self, root: Path, hr_images: Path):
+        self.root, self.hr_images = root, hr_images
         self.cache = {}
 
     def cached(self, key, make):
@@ -103,11 +104,11 @@ class Assets:
         create_lmdb = load_script('create_lmdb')
         folder = self.root / f'lmdb_x{scale}'
         paths = {key: str(folder / f'{key}.lmdb') for key in ('train_hr', 'train_lr', 'val_hr', 'val_lr')}
-        for part, names in (('train', ('bird.png', 'head.png')), ('val', ('butterfly.png', ))):
+        for part, names in (('train', ('coffee.png', 'motorcycle.png')), ('val', ('chelsea.png', ))):
             images = folder / f'{part}_images'
             images.mkdir(parents=True)
             for name in names:
-                (images / name).symlink_to(self.set5_hr / name)
+                (images / name).symlink_to(self.hr_images / name)
             crop = ['--crop-size', str(LQ_SIZE * scale), '--step', str(LQ_SIZE * scale)] if part == 'train' else []
             create_lmdb.main([
                 '--hr',
@@ -165,8 +166,8 @@ def one_thread():
 
 
 @pytest.fixture(scope='module')
-def assets(tmp_path_factory, set5_hr) -> Assets:
-    return Assets(tmp_path_factory.mktemp('paper_assets'), set5_hr)
+def assets(tmp_path_factory, hr_images) -> Assets:
+    return Assets(tmp_path_factory.mktemp('paper_assets'), hr_images)
 
 
 def tiny_options(name: str, assets: Assets) -> dict:

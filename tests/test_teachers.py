@@ -5,6 +5,7 @@ import pytest
 import torch
 from basicsr.metrics import calculate_psnr  # basicsr is imported after kdplugins' shims by conftest.py
 from basicsr.utils import imfrombytes, img2tensor, tensor2img
+from conftest import require_shared_data
 from pathlib import Path
 from torch import nn
 from typing import Callable, List, NamedTuple, Tuple
@@ -31,6 +32,9 @@ TEACHERS = {
     'CARNM_x4': Teacher(lambda: CARNM(scale=4), 'CARN-M_x234.pth', 4),
 }
 PUBLISHED_SET5_X4 = {'RFDN_x4': 32.16, 'IMDN_x4': 32.21, 'CARNM_x4': 31.88}  # data/README.md
+CHECKPOINTS = 'the public pretrained checkpoints of RFDN, IMDN and CARN-M (checkpoints/*.pth)'
+SET5_X4 = f'{CHECKPOINTS} and Set5 with its bundled LR_bicubic/X4 files (the published PSNR is measured on them)'
+pytestmark = pytest.mark.shared_data(CHECKPOINTS)
 
 
 def load_teacher(shared_data: Path, name: str) -> nn.Module:
@@ -42,8 +46,9 @@ def load_teacher(shared_data: Path, name: str) -> nn.Module:
 
 
 @pytest.fixture(scope='module')
-def set5_x4(shared_data: Path) -> List[Tuple[torch.Tensor, np.ndarray]]:
+def set5_x4() -> List[Tuple[torch.Tensor, np.ndarray]]:
     """(LR tensor in [0, 1], uint8 BGR HR cropped to a multiple of 4) for the five Set5 images."""
+    shared_data = require_shared_data(SET5_X4)
     pairs = []
     for hr_path in sorted((shared_data / 'val' / 'Set5' / 'HR').glob('*.png')):
         lr_path = shared_data / 'val' / 'Set5' / 'LR_bicubic' / 'X4' / f'{hr_path.stem}x4.png'
@@ -89,6 +94,7 @@ def test_mismatching_checkpoint_raises(shared_data: Path, checkpoint: str, build
         assert text in str(error.value)
 
 
+@pytest.mark.shared_data(SET5_X4)
 @pytest.mark.parametrize('name', sorted(PUBLISHED_SET5_X4))
 @torch.no_grad()
 def test_set5_x4_psnr_matches_published(shared_data: Path, set5_x4: List[Tuple[torch.Tensor, np.ndarray]],
