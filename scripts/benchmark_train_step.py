@@ -29,7 +29,12 @@ from kdplugins.runtime.host_memory import keep_freed_host_memory
 from kdplugins.utils.option_files import apply_overrides, load_train_options
 
 
+BASICSR_SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what SRModel builds
+
+
 def scratch_options(opt: dict) -> dict:
+    """The student of ``opt`` alone in basicsr's ``SRModel``; a schedule SRModel lacks (MemSR's OneCycleLR) becomes
+    a constant learning rate, which costs the same per step."""
     scratch = copy.deepcopy(opt)
     scratch['model_type'] = 'SRModel'
     scratch['train'] = {
@@ -37,6 +42,8 @@ def scratch_options(opt: dict) -> dict:
         for k, v in scratch['train'].items() if k in ('optim_g', 'scheduler', 'pixel_opt', 'ema_decay')
     }
     scratch['train'].setdefault('pixel_opt', {'type': 'L1Loss', 'loss_weight': 1.0})
+    if scratch['train'].get('scheduler', {}).get('type') not in BASICSR_SCHEDULERS:
+        scratch['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [2**31], 'gamma': 1.0}
     return scratch
 
 
