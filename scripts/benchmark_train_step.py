@@ -8,8 +8,10 @@ Builds each model and the training dataloader of the first option file (as ``pyt
 without creating an experiment folder), and runs ``feed_data`` + ``optimize_parameters`` on the same real batches.
 The models take turns for ``--rounds`` rounds of ``--repeat`` steps each (so that a slow phase of a shared machine
 hits all of them), after ``--warmup`` untimed steps each. Prints the median step time of every model, of ``SRModel``
-with the first file's ``network_g``/``pixel_opt``/``optim_g``, and the ratios: to the student alone (``ratio``)
-and, with several files, to the first file's model (``ratio to <first>``).
+with the first file's ``network_g``/``pixel_opt``/``optim_g``, and the ratios: to the student alone with basicsr's
+defaults (``ratio``) and, with several files or ``--speed``, to the first file's model (``ratio to <first>``).
+``--speed channels_last bf16 teacher-bf16 channels_last+teacher-bf16 ...`` adds the first file's model with these
+``train.speed`` settings (:data:`kdplugins.distill.speed.SPEED_PRESETS`).
 """
 import argparse
 import copy
@@ -25,9 +27,9 @@ import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 
+from kdplugins.distill.speed import speed_preset
 from kdplugins.runtime.host_memory import keep_freed_host_memory
 from kdplugins.utils.option_files import apply_overrides, load_train_options
-
 
 BASICSR_SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what SRModel builds
 
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=1)
     parser.add_argument(
         '--set', nargs='*', default=[], help='option overrides, as --force_yml (e.g. train:total_iter=10)')
+    parser.add_argument('--speed', nargs='*', default=[], help='train.speed presets of the first file to add')
     args = parser.parse_args()
     keep_freed_host_memory()  # as python -m kdplugins.train does
     torch.manual_seed(0)
@@ -91,6 +94,10 @@ def main() -> None:
             batches.extend(loader)
         warmup, timed = batches[:args.warmup], batches[args.warmup:args.repeat + args.warmup]
         labels = [f"{opt['model_type']} ({os.path.basename(path)})" for opt, path in zip(options, args.opt)]
+        for name in args.speed:
+            options.append(copy.deepcopy(options[0]))
+            options[-1]['train']['speed'] = speed_preset(name)
+            labels.append(f'{labels[0]} speed {name}')
         labels.append('SRModel (student alone)')
         models = [build_model(copy.deepcopy(opt)) for opt in options + [scratch_options(options[0])]]
         times = {label: [] for label in labels}

@@ -14,14 +14,56 @@ docs/training.md "Faster steps"):
 * ``teacher_precision``: ``fp32``, ``bf16`` or ``fp16`` weights and forward of the frozen teacher (its output and
   tapped features are handed to the losses in fp32). docs/training.md gives how far each moves the pretrained
   teachers' Set5 PSNR-Y.
+* ``compile``: ``[student]``, ``[teacher]`` or both: ``torch.compile`` of these networks in place
+  (``nn.Module.compile``: checkpoints keep their keys, DDP wraps the compiled student, feature taps are traced with
+  the forward), with ``compile_backend`` (``inductor``; ``aot_eager`` compiles in seconds and is what the tests use).
+  New input shapes (AugKD's zoom-out, validation images) and CSD's widths compile once more each.
 """
 import contextlib
 import torch
 from torch import nn
 from typing import Iterable, Optional
 
-SPEED_DEFAULTS = {'channels_last': False, 'precision': 'fp32', 'teacher_precision': 'fp32'}
+SPEED_DEFAULTS = {
+    'channels_last': False,
+    'precision': 'fp32',
+    'teacher_precision': 'fp32',
+    'compile': [],
+    'compile_backend': 'inductor'
+}
+COMPILABLE = ('student', 'teacher')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# named settings of the step benchmark (scripts/benchmark_train_step.py --speed), combined with '+'
+SPEED_PRESETS = {
+    'channels_last': {
+        'channels_last': True
+    },
+    'bf16': {
+        'precision': 'bf16'
+    },
+    'fp16': {
+        'precision': 'fp16'
+    },
+    'teacher-bf16': {
+        'teacher_precision': 'bf16'
+    },
+    'teacher-fp16': {
+        'teacher_precision': 'fp16'
+    },
+    'compile': {
+        'compile': ['student', 'teacher']
+    },
+}
+
+
+def speed_preset(name: str) -> dict:
+    """``train.speed`` of a preset name or of names joined by '+' (``channels_last+teacher-bf16``)."""
+    speed = {}
+    for part in name.split('+'):
+        if part not in SPEED_PRESETS:
+            raise ValueError(f'Unknown speed setting {part!r}; known: {", ".join(SPEED_PRESETS)} (join with +).')
+        speed.update(SPEED_PRESETS[part])
+    return speed
 
 
 def speed_options(train_opt: dict) -> dict:
@@ -36,7 +78,17 @@ def speed_options(train_opt: dict) -> dict:
             raise ValueError(f'train.speed.{key} is {options[key]!r}; valid values: {", ".join(DTYPES)}.')
     if not isinstance(options['channels_last'], bool):
         raise ValueError(f'train.speed.channels_last must be true or false, got {options["channels_last"]!r}.')
+    compiled = options['compile'] or []
+    if not isinstance(compiled, list) or not set(compiled) <= set(COMPILABLE):
+        raise ValueError(f'train.speed.compile is {options["compile"]!r}; give a list of {", ".join(COMPILABLE)} '
+                         '(for example [student, teacher]), or [] for none.')
+    options['compile'] = list(compiled)
     return options
+
+
+def compile_in_place(module: nn.Module, backend: str) -> None:
+    """``torch.compile`` of ``module``'s calls, the module and its state_dict unchanged (``nn.Module.compile``)."""
+    module.compile(backend=backend)
 
 
 def to_channels_last(modules: Iterable[Optional[nn.Module]]) -> None:
@@ -87,3 +139,49 @@ class MixedPrecision:
 def teacher_input(lq: torch.Tensor, teacher_precision: str) -> torch.Tensor:
     """The LR batch in the teacher's precision."""
     return lq.to(DTYPES[teacher_precision])
+
+
+def teacher_psnr_by_precision(teacher: nn.Module,
+                              dataset,
+                              scale: int,
+                              precisions=tuple(DTYPES),
+                              device: torch.device = torch.device('cpu')) -> dict:
+    """Mean PSNR-Y (border ``scale``, outputs rounded to uint8, as basicsr validates) of ``teacher`` over a paired
+    dataset, with its weights and forward in each precision: ``{precision: psnr}``. The teacher is a
+    :class:`kdplugins.distill.teacher.FrozenTeacher` (it takes the input in its own precision, returns fp32)."""
+    import copy
+    from basicsr.metrics import calculate_psnr
+    from basicsr.utils import tensor2img
+
+    from kdplugins.utils.padding import forward_padded
+    samples = [dataset[i] for i in range(len(dataset))]
+    results = {}
+    for precision in precisions:
+        net = copy.deepcopy(teacher).to(device=device, dtype=DTYPES[precision])
+        psnrs = []
+        for sample in samples:
+            with torch.no_grad():
+                out = forward_padded(net, sample['lq'][None].to(device), scale).float().cpu()
+            gt = sample['gt'][None][..., :out.shape[-2], :out.shape[-1]]
+            psnrs.append(calculate_psnr(tensor2img(out), tensor2img(gt), crop_border=scale, test_y_channel=True))
+        results[precision] = sum(psnrs) / len(psnrs)
+    return results
+
+
+def teacher_forward_times(teacher: nn.Module, lq: torch.Tensor, precisions=tuple(DTYPES), rounds: int = 5) -> dict:
+    """Median seconds of one no-grad forward of ``teacher`` on ``lq`` in each precision, the precisions taking turns
+    (``rounds`` rounds after one untimed forward each): ``{precision: seconds}``."""
+    import copy
+    import statistics
+    import time
+    nets = {p: copy.deepcopy(teacher).to(dtype=DTYPES[p]) for p in precisions}
+    times = {p: [] for p in precisions}
+    with torch.no_grad():
+        for net in nets.values():
+            net(lq)
+        for _ in range(rounds):
+            for precision, net in nets.items():
+                start = time.perf_counter()
+                net(lq)
+                times[precision].append(time.perf_counter() - start)
+    return {p: statistics.median(t) for p, t in times.items()}

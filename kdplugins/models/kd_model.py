@@ -15,7 +15,8 @@ from torch import nn
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.distill.recorder import FeatureRecorder, bare_module
-from kdplugins.distill.speed import DTYPES, SPEED_DEFAULTS, MixedPrecision, speed_options, to_channels_last
+from kdplugins.distill.speed import (DTYPES, SPEED_DEFAULTS, MixedPrecision, compile_in_place, speed_options,
+                                     to_channels_last)
 from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
 from kdplugins.utils.padding import forward_padded
@@ -52,7 +53,7 @@ class KDModel(SRModel):
         train.teacher_check: before the first iteration, the teacher's PSNR-Y on up to 3 validation pairs must beat
             bicubic upscaling of the same LR (a teacher below it is loaded wrongly); false skips the check.
         train.speed: ``channels_last``, ``precision`` (autocast and, for fp16, a gradient scaler saved with the
-            training state) and ``teacher_precision`` (:mod:`kdplugins.distill.speed`).
+            training state), ``teacher_precision`` and ``compile`` (:mod:`kdplugins.distill.speed`).
 
     Randomness of a method must come from ``self.rng`` (a generator on the training device, seeded with
     ``manual_seed + rank``): its state is saved per rank with Python's, NumPy's and torch's, so that a resumed run
@@ -102,6 +103,12 @@ class KDModel(SRModel):
                  getattr(self, 'net_t', None), self.net_distill])
         if self.speed['teacher_precision'] != 'fp32':
             self.net_t.to(DTYPES[self.speed['teacher_precision']])
+        networks = {'student': bare_module(self.net_g), 'teacher': getattr(self, 'net_t', None)}
+        for name in self.speed['compile']:
+            if networks[name] is None:
+                raise ValueError(f'train.speed.compile: {type(self).__name__} has no separate {name} network; '
+                                 f'remove {name} from the list.')
+            compile_in_place(networks[name], self.speed['compile_backend'])
 
     def check_teacher(self) -> None:
         """Stop before the first iteration when the teacher does worse than bicubic upscaling on the first pairs of
