@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install $(TORCH)
 	$(PY) -m pip install --no-build-isolation basicsr==1.4.2
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test,export]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -15,6 +15,16 @@ setup(
         'torch', 'torchvision', 'basicsr==1.4.2', 'lmdb', 'numpy', 'opencv-python', 'pyyaml', 'matplotlib',
         'scikit-image'
     ],
-    extras_require={'test': ['pytest']},
-    entry_points={'console_scripts': ['kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main']},
+    # export: ONNX files and their onnxruntime checks (kdplugins.export, scripts/benchmark_export.py); torch's
+    # TorchScript-based ONNX exporter is used, which needs no onnxscript (docs/deploy.md).
+    extras_require={
+        'test': ['pytest'],
+        'export': ['onnx', 'onnxruntime']
+    },
+    entry_points={
+        'console_scripts': [
+            'kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main', 'kd-export=kdplugins.export:main',
+            'kd-infer=kdplugins.infer:main'
+        ]
+    },
 )

@@ -45,23 +45,41 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--checkpoint', required=True, help='weights (net_g_<iter>.pth, an extracted student .pth)')
     parser.add_argument('--out', required=True, help='folder for <name>.onnx, <name>.pt and <name>.yml')
     parser.add_argument(
-        '--format', nargs='+', choices=sorted(formats.EXTENSIONS), default=['onnx', 'torchscript'],
+        '--format',
+        nargs='+',
+        choices=sorted(formats.EXTENSIONS),
+        default=['onnx', 'torchscript'],
         help='what to write (default: both)')
     parser.add_argument('--name', help="file name stem (default: the option file's name, or the .yml's stem)")
     parser.add_argument('--network', default='network_g', help='section of the option file (default network_g)')
     parser.add_argument('--param-key', default='params', help='params (default) or params_ema')
     parser.add_argument('--opset', type=int, default=formats.DEFAULT_OPSET, help='ONNX opset (default %(default)s)')
     parser.add_argument(
-        '--check-images', nargs='+', metavar='IMAGE', help="photos for the checks (default: scikit-image's "
+        '--check-images',
+        nargs='+',
+        metavar='IMAGE',
+        help="photos for the checks (default: scikit-image's "
         'astronaut.png and chelsea.png); each is center-cropped to every --check-sizes')
     parser.add_argument(
-        '--check-sizes', nargs='+', type=parse_size, default=[parse_size(s) for s in DEFAULT_CHECK_SIZES],
-        metavar='HxW', help=f'LR crop sizes of the checks (default: {" ".join(DEFAULT_CHECK_SIZES)})')
+        '--check-sizes',
+        nargs='+',
+        type=parse_size,
+        default=[parse_size(s) for s in DEFAULT_CHECK_SIZES],
+        metavar='HxW',
+        help=f'LR crop sizes of the checks (default: {" ".join(DEFAULT_CHECK_SIZES)})')
     parser.add_argument(
-        '--tolerance', type=float, default=1e-4, help='largest accepted absolute difference to PyTorch on [0, 1] '
+        '--tolerance',
+        type=float,
+        default=1e-4,
+        help='largest accepted absolute difference to PyTorch on [0, 1] '
         'images (default %(default)s)')
-    parser.add_argument('--import', dest='imports', action='append', default=[], metavar='MODULE',
-                        help='module of your own project that registers archs (repeatable), as custom_imports')
+    parser.add_argument(
+        '--import',
+        dest='imports',
+        action='append',
+        default=[],
+        metavar='MODULE',
+        help='module of your own project that registers archs (repeatable), as custom_imports')
     return parser.parse_args(argv)
 
 
@@ -78,10 +96,15 @@ def check_inputs(paths: Sequence[str], sizes: Sequence[Tuple[int, int]],
 
 
 def largest_difference(run: formats.Runner, references: Sequence[Tuple[str, torch.Tensor, np.ndarray]]) -> float:
-    """Max abs difference between ``run`` and the PyTorch outputs over all check inputs (inf on a shape mismatch)."""
+    """Max abs difference between ``run`` and the PyTorch outputs over all check inputs (inf when the file fails
+    to run or gives another shape)."""
     worst = 0.0
     for label, x, expected in references:
-        got = run(x.numpy())
+        try:
+            got = run(x.numpy())
+        except Exception as error:  # onnxruntime and TorchScript raise their own types for a size they cannot run
+            print(f'  {label}: the exported file failed to run: {type(error).__name__}: {error}')
+            return float('inf')
         if got.shape != expected.shape:
             print(f'  {label}: output shape {got.shape}, PyTorch {expected.shape}')
             return float('inf')
@@ -96,7 +119,8 @@ def export_and_check(deployed: DeployedNetwork, args: argparse.Namespace, name: 
     with torch.no_grad():
         references = [(label, x, deployed.net(x).numpy()) for label, x in inputs]
     scale = references[0][2].shape[-2] // references[0][1].shape[-2]
-    metadata = {'network_g': deployed.options, 'scale': scale, 'input': 'NCHW float32 in [0, 1], RGB'}
+    colour = 'RGB' if deployed.in_channels == 3 else f'{deployed.in_channels} channels'
+    metadata = {'network_g': deployed.options, 'scale': scale, 'input': f'NCHW float32 in [0, 1], {colour}'}
     report, failures = {}, []
     for kind in args.format:
         path = formats.export(kind, deployed.net, inputs[0][1], args.out, name, args.opset, metadata)
@@ -128,8 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         yaml.safe_dump({'name': name, 'network_g': deployed.options, 'export': report}, f, sort_keys=False)
     print(f'wrote {options_path}')
     if failures:
-        print('export check failed: ' + '; '.join(failures) + '. The exported files do not reproduce the network; '
-              'see docs/deploy.md (Troubleshooting) and report the arch.', file=sys.stderr)
+        print(
+            'export check failed: ' + '; '.join(failures) + '. The exported files do not reproduce the network; '
+            'see docs/deploy.md (Troubleshooting) and report the arch.',
+            file=sys.stderr)
         return 1
     return 0
 

@@ -32,6 +32,8 @@ from kdplugins.deploy.network import DeployedNetwork, load_network
 from kdplugins.deploy.tiling import tiled_forward
 from kdplugins.utils.efficiency import resolve_device
 
+PROBE = f'{locality.PROBE_HEIGHT}x{locality.PROBE_WIDTH}'
+
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -40,16 +42,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--checkpoint', required=True, help='weights (net_g_<iter>.pth, an extracted student .pth)')
     parser.add_argument('-i', '--input', required=True, help='folder of PNG/JPEG images')
     parser.add_argument('-o', '--output', required=True, help='folder for the results (<stem>.png)')
-    parser.add_argument('--tile', type=int, help='tile side in LR pixels (default: whole images)')
     parser.add_argument(
-        '--tile-pad', type=int, help='context around each tile in LR pixels (default: the receptive radius, which '
+        '--tile',
+        type=int,
+        help='tile side in LR pixels (default: whole images); equal to whole-image inference for '
+        'networks without global operations (not RCAN, IMDN, RFDN: see above)')
+    parser.add_argument(
+        '--tile-pad',
+        type=int,
+        help='context around each tile in LR pixels (default: the receptive radius, which '
         'makes tiling exact for networks without global operations)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='auto: CUDA if available')
     parser.add_argument('--overwrite', action='store_true', help='replace outputs that already exist')
     parser.add_argument('--network', default='network_g', help='section of the option file (default network_g)')
     parser.add_argument('--param-key', default='params', help='params (default) or params_ema')
-    parser.add_argument('--import', dest='imports', action='append', default=[], metavar='MODULE',
-                        help='module of your own project that registers archs (repeatable), as custom_imports')
+    parser.add_argument(
+        '--import',
+        dest='imports',
+        action='append',
+        default=[],
+        metavar='MODULE',
+        help='module of your own project that registers archs (repeatable), as custom_imports')
     args = parser.parse_args(argv)
     if args.tile is not None and args.tile < 1:
         parser.error('--tile must be a positive number of LR pixels.')
@@ -62,15 +75,16 @@ def tile_padding(deployed: DeployedNetwork, tile: int, pad: Optional[int], devic
     """The padding to use, after saying whether tiling with it reproduces whole-image inference."""
     try:
         found = locality.analyse(deployed.net, deployed.in_channels, device)
-    except (RuntimeError, ValueError) as error:
+    except Exception as error:  # the probe runs the network's own code: any failure means "not analysed"
         chosen = 16 if pad is None else pad
-        print(f'warning: the locality of {deployed.options["type"]} could not be analysed ({error}); tiling with '
-              f'pad {chosen} is not known to equal whole-image inference.')
+        print(f'warning: the locality of {deployed.options["type"]} could not be analysed (a {PROBE} probe input '
+              f'failed: {type(error).__name__}: {error}); tiling with pad {chosen} is not known to equal whole-image '
+              'inference.')
         return chosen
     chosen = found.radius if pad is None else pad
     if not found.tiles_exactly:
-        print(f'warning: {deployed.options["type"]} cannot be tiled exactly: it has non-local operations ('
-              + '; '.join(found.nonlocal_operations) + '). Each tile sees other statistics than the whole image, so '
+        print(f'warning: {deployed.options["type"]} cannot be tiled exactly: it has non-local operations (' +
+              '; '.join(found.nonlocal_operations) + '). Each tile sees other statistics than the whole image, so '
               'the result differs from whole-image inference whatever --tile-pad; run without --tile if memory '
               f'allows, or with a tile as large as it does. Tiling with tile {tile}, pad {chosen}.')
     elif chosen < found.radius:
@@ -108,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
     written: List[str] = []
     existing: List[str] = []
     failed: List[str] = []
+    produced = set()  # outputs of this run, to catch two inputs of the same stem (a.png, a.jpg)
     for path in tqdm(paths, desc=f'{deployed.name} on {device.type}', unit='image'):
         target = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + '.png')
-        if target in written:
+        if target in produced:
             failed.append(f'{path}: its output {target} was already written from another input with the same stem')
             continue
         if os.path.exists(target) and not args.overwrite:
@@ -119,21 +134,22 @@ def run(args: argparse.Namespace) -> int:
         try:
             images.write_png(target, super_resolve(deployed, images.read_image(path), device, args.tile, pad))
         except (images.ImageError, RuntimeError, ValueError, OSError) as error:
-            failed.append(f'{path}: {type(error).__name__}: {error}')
-            tqdm.write(f'skipped {path}: {error}')
+            failed.append(str(error) if path in str(error) else f'{path}: {type(error).__name__}: {error}')
+            tqdm.write(f'skipped {failed[-1]}')
             continue
         written.append(target)
+        produced.add(target)
     peak, method = memory.peak_memory(device)
     print(f'wrote {len(written)} images to {args.output}')
     if others:
-        print(f'ignored {len(others)} files without a .png/.jpg/.jpeg extension: '
-              + ', '.join(os.path.basename(p) for p in others))
+        print(f'ignored {len(others)} files without a .png/.jpg/.jpeg extension: ' +
+              ', '.join(os.path.basename(p) for p in others))
     if existing:
-        print(f'kept {len(existing)} existing outputs (pass --overwrite to replace them): '
-              + ', '.join(os.path.basename(p) for p in existing))
+        print(f'kept {len(existing)} existing outputs (pass --overwrite to replace them): ' +
+              ', '.join(os.path.basename(p) for p in existing))
     print(f'peak memory: {peak / memory.MIB:.1f} MiB ({method})')
     if failed:
-        print(f'{len(failed)} files skipped:\n  ' + '\n  '.join(failed), file=sys.stderr)
+        print(f'{len(failed)} file(s) skipped:\n  ' + '\n  '.join(failed), file=sys.stderr)
         return 1
     return 0
 

@@ -48,8 +48,8 @@ def prepare(network: BenchmarkNetwork, folder: str, input_size: int) -> Dict[str
     stem = os.path.join(folder, network.name)
     torch.save({'params': network.net.state_dict()}, stem + '.pth')
     with open(stem + '.yml', 'w') as f:
-        yaml.safe_dump({'name': network.name, 'custom_imports': network.imports, 'network_g': network.options}, f,
-                       sort_keys=False)
+        record = {'name': network.name, 'custom_imports': network.imports, 'network_g': network.options}
+        yaml.safe_dump(record, f, sort_keys=False)
     onnx_path = formats.export('onnx', network.net, torch.rand(1, 3, 32, 32), folder, network.name)
     photo = images.read_image(images.scikit_image_photos(['astronaut.png'])[0])
     size = min(input_size, photo.pixels.shape[0])
@@ -57,8 +57,13 @@ def prepare(network: BenchmarkNetwork, folder: str, input_size: int) -> Dict[str
     with torch.no_grad():
         expected = network.net(x).numpy()
     difference = float(abs(formats.onnx_runner(onnx_path)(x.numpy()) - expected).max())
-    return {'options_file': stem + '.yml', 'checkpoint': stem + '.pth', 'onnx_file': onnx_path,
-            'max_abs_difference': difference, 'checked_on': f'astronaut.png {size}x{size}'}
+    return {
+        'options_file': stem + '.yml',
+        'checkpoint': stem + '.pth',
+        'onnx_file': onnx_path,
+        'max_abs_difference': difference,
+        'checked_on': f'astronaut.png {size}x{size}'
+    }
 
 
 def run_probe(backend: str, spec: Dict[str, object]) -> Dict[str, object]:
@@ -93,6 +98,13 @@ def measure(network: BenchmarkNetwork, folder: str, input_size: int, repeat: int
     }
 
 
+def rss_increase(result: Dict[str, object]) -> Optional[int]:
+    """Bytes the first inference added to the loaded process (None without /proc or its peak reset)."""
+    if result['rss_before_bytes'] is None or not result['rss_peak_is_since_reset']:
+        return None
+    return result['rss_peak_first_inference_bytes'] - result['rss_before_bytes']
+
+
 def markdown_table(records: List[Dict[str, object]]) -> str:
     """One row per network and backend, with the onnxruntime / PyTorch ratios and the protocol above."""
     first = records[0]
@@ -109,19 +121,20 @@ def markdown_table(records: List[Dict[str, object]]) -> str:
     ]
     for record in records:
         for result in record['backends']:
-            tensor = result['tensor_peak_bytes']
+            tensor, increase = result['tensor_peak_bytes'], rss_increase(result)
             lines.append(
                 f'| {record["label"]} | {result["version"]} | {result["runtime_median_s"] * 1e3:.1f} '
                 f'| {result["rss_peak_first_inference_bytes"] / MIB:.1f} '
-                f'| {(result["rss_peak_first_inference_bytes"] - result["rss_before_bytes"]) / MIB:.1f} '
+                f'| {"-" if increase is None else f"{increase / MIB:.1f}"} '
                 f'| {"-" if tensor is None else f"{tensor / MIB:.1f}"} '
                 f'| {"" if result["backend"] == "torch" else format(record["files"]["max_abs_difference"], ".2g")} |')
     lines.append('')
     for record in records:
         torch_result, ort_result = record['backends']
         runtime = ort_result['runtime_median_s'] / torch_result['runtime_median_s']
-        increase = ((ort_result['rss_peak_first_inference_bytes'] - ort_result['rss_before_bytes']) /
-                    (torch_result['rss_peak_first_inference_bytes'] - torch_result['rss_before_bytes']))
+        peak = ort_result['rss_peak_first_inference_bytes'] / torch_result['rss_peak_first_inference_bytes']
         lines.append(f'{record["label"]}: {record["params"]:,} parameters, {record["flops"] / 1e9:.2f} G FLOPs; '
-                     f'onnxruntime / PyTorch: runtime {runtime:.2f}, RSS increase {increase:.2f}.')
+                     f'onnxruntime / PyTorch: runtime {runtime:.2f}, peak RSS {peak:.2f}' +
+                     (f', RSS increase {rss_increase(ort_result) / rss_increase(torch_result):.2f}.'
+                      if rss_increase(ort_result) and rss_increase(torch_result) else '.'))
     return '\n'.join(lines) + '\n'

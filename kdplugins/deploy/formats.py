@@ -127,5 +127,5 @@ def export(kind: str,
 
 
 def runner(kind: str, path: str) -> Runner:
-    """The runner of an exported file of ``kind``."""
-    return onnx_runner(path) if kind == 'onnx' else torchscript_runner(path)
+    """The runner of an exported file of ``kind``; onnxruntime gets PyTorch's intra-op thread count."""
+    return onnx_runner(path, torch.get_num_threads()) if kind == 'onnx' else torchscript_runner(path)

@@ -138,12 +138,14 @@ class _Recorder(TorchFunctionMode):
         self.radius += max((k - 1) / 2 for k in kernel) / scale
 
     def _reduction(self, name: str, args: Sequence, kwargs: dict, source: torch.Tensor) -> None:
-        dim = _argument(args, kwargs, 1, 'dim', None)
-        if isinstance(dim, torch.Tensor):  # torch.max(a, b): elementwise
-            return
+        dim = _argument(args, kwargs, 2 if name == 'norm' else 1, 'dim', None)  # norm(input, p, dim)
+        if isinstance(dim, (torch.Tensor, bool)):  # torch.max(a, b): elementwise; var(x, unbiased): all dims
+            dim = None if isinstance(dim, bool) else dim
+            if dim is not None:
+                return
         dims = range(source.dim()) if dim is None else (dim if isinstance(dim, (tuple, list)) else (dim, ))
         spatial = {source.dim() - 2, source.dim() - 1}
-        if any(d % source.dim() in spatial for d in dims if isinstance(d, int)):
+        if any(d % source.dim() in spatial for d in dims if isinstance(d, int) and not isinstance(d, bool)):
             self._note(f'{name} over the spatial dimensions (global statistics, e.g. channel attention)')
 
     def _interpolation(self, args: Sequence, kwargs: dict, source: torch.Tensor, result, scale: float) -> None:

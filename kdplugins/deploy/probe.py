@@ -16,7 +16,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 
 def _status_field(name: str) -> Optional[int]:
@@ -58,30 +58,25 @@ def rss_peak_bytes() -> int:
     return hwm if hwm is not None else max_rss_bytes()
 
 
-def _torch_backend(spec: Dict) -> Callable[[], object]:
+def _torch_backend(spec: Dict) -> Tuple[Callable[[], object], Callable[[], Optional[int]], str]:
+    """(one inference, the tensor peak of efficiency.peak_memory, version) of the PyTorch network."""
     import torch
 
     from kdplugins.deploy.network import load_network
+    from kdplugins.utils.efficiency import peak_memory
     torch.set_num_threads(spec['threads'])
-    deployed = load_network(spec['options_file'], spec['checkpoint'], imports=spec.get('imports', []))
-    net = deployed.net
+    net = load_network(spec['options_file'], spec['checkpoint'], imports=spec.get('imports', [])).net
     x = torch.rand(spec['shape'], generator=torch.Generator().manual_seed(0))
 
     def forward():
         with torch.no_grad():
             return net(x)
 
-    forward.tensor_peak = lambda: _tensor_peak(net, x)
-    forward.version = f'torch {torch.__version__}'
-    return forward
+    return forward, lambda: peak_memory(net, x)[0], f'torch {torch.__version__}'
 
 
-def _tensor_peak(net, x) -> int:
-    from kdplugins.utils.efficiency import peak_memory
-    return peak_memory(net, x)[0]
-
-
-def _onnxruntime_backend(spec: Dict) -> Callable[[], object]:
+def _onnxruntime_backend(spec: Dict) -> Tuple[Callable[[], object], Callable[[], Optional[int]], str]:
+    """(one inference, no tensor peak, version) of the ONNX file in an onnxruntime CPU session."""
     import numpy as np
     import onnxruntime
     options = onnxruntime.SessionOptions()
@@ -90,18 +85,12 @@ def _onnxruntime_backend(spec: Dict) -> Callable[[], object]:
     session = onnxruntime.InferenceSession(spec['onnx_file'], options, providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
     x = np.random.default_rng(0).random(spec['shape'], dtype=np.float32)
-
-    def forward():
-        return session.run(None, {name: x})
-
-    forward.tensor_peak = lambda: None
-    forward.version = f'onnxruntime {onnxruntime.__version__}'
-    return forward
+    return lambda: session.run(None, {name: x}), lambda: None, f'onnxruntime {onnxruntime.__version__}'
 
 
 def measure(spec: Dict) -> Dict:
     """The measurements of one backend (``spec['backend']``: ``torch`` or ``onnxruntime``) in this process."""
-    forward = _torch_backend(spec) if spec['backend'] == 'torch' else _onnxruntime_backend(spec)
+    forward, tensor_peak, version = (_torch_backend if spec['backend'] == 'torch' else _onnxruntime_backend)(spec)
     before = current_rss_bytes()
     exact = reset_rss_peak()
     forward()
@@ -115,14 +104,15 @@ def measure(spec: Dict) -> Dict:
         times.append(time.perf_counter() - start)
     return {
         'backend': spec['backend'],
-        'version': forward.version,
+        'version': version,
         'threads': spec['threads'],
         'runtimes_s': times,
         'runtime_median_s': statistics.median(times),
         'rss_before_bytes': before,
         'rss_peak_first_inference_bytes': peak,
         'rss_peak_is_since_reset': exact,
-        'tensor_peak_bytes': forward.tensor_peak(),
+        'tensor_peak_bytes': tensor_peak(),
+        'torch_imported': 'torch' in sys.modules,
     }
 
 

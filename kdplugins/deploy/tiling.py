@@ -1,5 +1,6 @@
 """Tiled inference: the LR image cut into ``tile`` x ``tile`` tiles (the last row and column moved back to end at the
-border), each run with ``pad`` LR pixels of context on every side (clipped at the image border), and the output of the tile itself pasted into the SR image.
+border), each run with ``pad`` LR pixels of context on every side (clipped at the image border), and the output of
+the tile itself pasted into the SR image.
 
 With ``pad`` at least the receptive radius of a network without non-local operations (:mod:`.locality`) the result
 equals whole-image inference; the memory of the forward is that of a ``tile + 2 * pad`` square instead of the image.
