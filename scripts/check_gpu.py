@@ -1,4 +1,4 @@
-"""The check to run wherever a CUDA GPU is at hand (about 5 minutes on one GPU); record its output in docs/gpu.md.
+"""The check to run wherever a CUDA GPU is at hand (not yet run on one); record its output in docs/gpu.md.
 
     python scripts/check_gpu.py [--iters 20] [--out gpu_check]
 
@@ -12,7 +12,9 @@ For each method's example option file (KD, AugKD, CSD, CRD, FitNet, MemSR):
 2. builds the model in this process and checks that the teacher is on the GPU, frozen (no parameter requires a
    gradient, eval mode) and not DDP-wrapped;
 3. times ``feed_data`` + ``optimize_parameters`` against the same student trained alone, with the peak GPU memory of
-   each (``scripts/benchmark_train_step.py``).
+   each, with kdplugins' defaults and with each ``--speed`` preset of ``train.speed`` (channels_last, bf16 / fp16
+   autocast, the teacher's precision; ``scripts/benchmark_train_step.py --speed``): the table of docs/training.md
+   "Faster steps" on the GPU.
 
 Exits non-zero on the first failure. ``--cpu`` runs the same steps on the CPU with 2 iterations, 1 worker and batch 2
 (CSD: 1 negative): a check of this script, not of a GPU.
@@ -160,12 +162,19 @@ def check_teacher(method: str, yml: str, sets: list, out: str) -> str:
     return f'teacher on {device}, frozen, eval mode, not DDP-wrapped ({sum(p.numel() for p in params):,} parameters)'
 
 
-def benchmark(yml: str, sets: list, args) -> str:
+NO_SEPARATE_TEACHER_PRECISION = ('CSD', 'MemSR')  # CSD has no separate teacher; MemSR's must stay fp32
+
+
+def benchmark(method: str, yml: str, sets: list, args) -> str:
+    speed = [s for s in args.speed if 'teacher' not in s or method not in NO_SEPARATE_TEACHER_PRECISION]
     command = [
         sys.executable,
         os.path.join(ROOT, 'scripts', 'benchmark_train_step.py'), '-opt', yml, '--repeat',
-        str(2 if args.cpu else 20), '--warmup', '2', '--set', *sets
+        str(2 if args.cpu else 20), '--warmup', '2', '--rounds',
+        str(1 if args.cpu else 3), '--set', *sets
     ]
+    if speed:
+        command += ['--speed', *speed]
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     if result.returncode != 0:
         print(result.stdout[-3000:] + result.stderr[-5000:])
@@ -179,6 +188,12 @@ def main() -> None:
     parser.add_argument('--out', default='', help='working folder (default: a temporary one)')
     parser.add_argument('--only', nargs='+', choices=list(METHODS), default=list(METHODS))
     parser.add_argument('--cpu', action='store_true', help='run on the CPU (2 iterations): checks this script only')
+    parser.add_argument(
+        '--speed',
+        nargs='*',
+        default=['channels_last', 'bf16', 'fp16', 'teacher-bf16', 'teacher-fp16', 'channels_last+bf16+teacher-bf16'],
+        help='train.speed presets timed against each method (scripts/benchmark_train_step.py --speed; teacher '
+        'presets skipped for CSD and MemSR); none: only the defaults')
     args = parser.parse_args()
     if args.cpu:
         args.iters = 2
@@ -197,7 +212,7 @@ def main() -> None:
         print(f'  torchrun training of {args.iters} iterations with data workers, validation, checkpoint: '
               f'{seconds:.1f} s')
         print('  ' + check_teacher(method, yml, sets, out))
-        print('  ' + benchmark(yml, sets, args).replace('\n', '\n  '))
+        print('  ' + benchmark(method, yml, sets, args).replace('\n', '\n  '))
     print('ALL PASSED')
 
 

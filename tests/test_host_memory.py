@@ -4,14 +4,18 @@ import subprocess
 import sys
 
 COUNT_FAULTS = '''
-import resource, sys, torch
+import ctypes, resource, sys
 from kdplugins.runtime.host_memory import keep_freed_host_memory
 assert keep_freed_host_memory() == (sys.argv[1] == 'keep')
-warm = torch.ones(2**24)  # 64 MiB, once, so that the heap has grown
-del warm
+libc = ctypes.CDLL(None)  # the glibc allocator PyTorch's CPU tensors come from (malloc / posix_memalign and free)
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+size = 2**26  # 64 MiB, the size of a batch of feature maps
+libc.free(libc.malloc(size))  # once, so that the heap has grown
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
-    torch.ones(2**24)  # allocated, written and freed
+    block = libc.malloc(size)  # allocated, written and freed
+    ctypes.memset(block, 1, size)
+    libc.free(block)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 '''
 
