@@ -106,7 +106,8 @@ def test_gradient_scaler_state_is_restored():
     }, "train.speed.precision is 'fp8'; valid values: fp32, bf16, fp16."),
     ({
         'channel_last': True
-    }, "Unknown option(s) train.speed.['channel_last']; valid options: channels_last, precision, teacher_precision, compile, compile_backend."),
+    }, "Unknown option(s) train.speed.['channel_last']; valid options: channels_last, precision, teacher_precision, "
+     'compile, compile_backend.'),
 ])
 def test_bad_speed_options_name_the_option(speed, message):
     with pytest.raises(ValueError) as error:
