@@ -100,15 +100,15 @@ def test_gradient_scaler_state_is_restored():
     assert MixedPrecision('bf16', torch.device('cpu')).state_dict() is None
 
 
-@pytest.mark.parametrize('speed, message', [
-    ({
-        'precision': 'fp8'
-    }, "train.speed.precision is 'fp8'; valid values: fp32, bf16, fp16."),
-    ({
-        'channel_last': True
-    }, "Unknown option(s) train.speed.['channel_last']; valid options: channels_last, precision, teacher_precision, "
-     'compile, compile_backend.'),
-])
+UNKNOWN_KEY = ("Unknown option(s) train.speed.['channel_last']; valid options: channels_last, precision, "
+               'teacher_precision, compile, compile_backend.')
+
+
+@pytest.mark.parametrize('speed, message', [({
+    'precision': 'fp8'
+}, "train.speed.precision is 'fp8'; valid values: fp32, bf16, fp16."), ({
+    'channel_last': True
+}, UNKNOWN_KEY)])
 def test_bad_speed_options_name_the_option(speed, message):
     with pytest.raises(ValueError) as error:
         speed_options({'speed': speed})
