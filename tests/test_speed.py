@@ -143,3 +143,23 @@ def test_compiled_student_and_teacher_record_the_same_features_as_eager(tmp_path
         assert torch.allclose(features[key], eager_features[key], rtol=1e-5, atol=1e-6), key
     assert compiled.net_g._compiled_call_impl is not None and compiled.net_t._compiled_call_impl is not None
     assert list(compiled.net_g.state_dict()) == list(eager.net_g.state_dict())
+
+
+def test_compiled_slimmable_student_runs_both_widths(tmp_path, monkeypatch, tiny_lmdbs):
+    """CSD with a compiled network: the student (width 0.5) and teacher (width 1.0) passes of one step, each width
+    compiled once, equal eager's; the model's test() at the student's width too."""
+    from test_csd import csd_options
+    results = {}
+    for name, speed in (('eager', {}), ('compiled', {'compile': ['student'], 'compile_backend': 'aot_eager'})):
+        (tmp_path / name).mkdir()
+        model, parsed = build(tmp_path / name, monkeypatch, csd_options(tiny_lmdbs, train_opt={'speed': speed}))
+        model.feed_data(train_batches(parsed, 1)[0])
+        losses = {k: v.detach() for k, v in model.compute_losses(1).items()}
+        model.test()
+        assert (model.net_g._compiled_call_impl is not None) == (name == 'compiled')
+        results[name] = (losses, model.output.detach())
+    (eager_losses, eager_output), (losses, output) = results['eager'], results['compiled']
+    assert losses.keys() == eager_losses.keys() == {'l_pix', 'l_pix_t', 'l_csd'}
+    for key in losses:
+        assert torch.allclose(losses[key], eager_losses[key], rtol=1e-5, atol=1e-7), key
+    assert torch.allclose(output, eager_output, rtol=1e-5, atol=1e-6)
