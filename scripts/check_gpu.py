@@ -162,7 +162,9 @@ def check_teacher(method: str, yml: str, sets: list, out: str) -> str:
     return f'teacher on {device}, frozen, eval mode, not DDP-wrapped ({sum(p.numel() for p in params):,} parameters)'
 
 
-NO_SEPARATE_TEACHER_PRECISION = ('CSD', 'MemSR')  # CSD has no separate teacher; MemSR's must stay fp32
+NO_SEPARATE_TEACHER_PRECISION = ('CSD', 'MemSR')
+GPU_SPEED_PRESETS = ('channels_last', 'bf16', 'fp16', 'teacher-bf16', 'teacher-fp16', 'channels_last+bf16+teacher-bf16'
+                     )  # CSD has no separate teacher; MemSR's must stay fp32
 
 
 def benchmark(method: str, yml: str, sets: list, args) -> str:
@@ -191,10 +193,12 @@ def main() -> None:
     parser.add_argument(
         '--speed',
         nargs='*',
-        default=['channels_last', 'bf16', 'fp16', 'teacher-bf16', 'teacher-fp16', 'channels_last+bf16+teacher-bf16'],
-        help='train.speed presets timed against each method (scripts/benchmark_train_step.py --speed; teacher '
-        'presets skipped for CSD and MemSR); none: only the defaults')
+        help='train.speed presets timed against each method (scripts/benchmark_train_step.py --speed; teacher presets '
+        'skipped for CSD and MemSR; default: GPU_SPEED_PRESETS, with --cpu only channels_last, as fp16 has no fast '
+        'CPU kernels); --speed alone: only the defaults')
     args = parser.parse_args()
+    if args.speed is None:
+        args.speed = ['channels_last'] if args.cpu else list(GPU_SPEED_PRESETS)
     if args.cpu:
         args.iters = 2
     elif not torch.cuda.is_available():
