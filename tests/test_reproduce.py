@@ -1,78 +1,75 @@
-"""scripts/reproduce.py: every run of the reproduction shares the recipe; only the documented settings differ."""
-import importlib.util
+"""kdplugins.experiments.reproduction (scripts/reproduce.py): every run shares the recipe; only the documented settings
+differ."""
 import os
 import pytest
 import torch
 import yaml
-from conftest import REPO
+
+from kdplugins.experiments import reproduction
+from kdplugins.experiments import reproduction_logs as logs
+from kdplugins.experiments import reproduction_report as report
 
 DATA = {key: f'datasets/{key}.lmdb' for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')}
 
 
-@pytest.fixture(scope='module')
-def reproduce():
-    spec = importlib.util.spec_from_file_location('reproduce', os.path.join(REPO, 'scripts', 'reproduce.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def options(method: str, seed: int) -> dict:
+    return reproduction.METHODS[method](reproduction.base_options(reproduction.run_name(method, seed), seed, DATA),
+                                        seed)
 
 
-def options(reproduce, method: str, seed: int) -> dict:
-    return reproduce.METHODS[method](reproduce.base_options(reproduce.run_name(method, seed), seed, DATA), seed)
-
-
-def test_every_run_shares_the_recipe(reproduce, tmp_path, monkeypatch):
+def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the CSD initialization files are written here
-    recipe = reproduce.RECIPE
-    for method in reproduce.METHODS:
+    recipe = reproduction.RECIPE
+    for method in reproduction.METHODS:
         for seed in recipe['seeds']:
-            opt = options(reproduce, method, seed)
+            opt = options(method, seed)
             train_set = opt['datasets']['train']
             assert opt['manual_seed'] == seed
-            teacher_factor = reproduce.MEMSR_TEACHER_ITER_FACTOR if method == 'memsr_teacher' else 1
+            teacher_factor = reproduction.MEMSR_TEACHER_ITER_FACTOR if method == 'memsr_teacher' else 1
             assert opt['train']['total_iter'] == recipe['total_iter'] * teacher_factor
             assert train_set['batch_size_per_gpu'] == recipe['batch_size']
             assert train_set['dataroot_gt'] == DATA['train_hr']
             assert [opt['datasets'][k]['name'] for k in ('val_1', 'val_2')] == ['Set5', 'Set14']
             assert opt['val']['metrics']['psnr'] == {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}
             csd = method in ('jt', 'csd')
-            assert train_set['gt_size'] == (reproduce.CSD['gt_size'] if csd else recipe['gt_size'])
+            assert train_set['gt_size'] == (reproduction.CSD['gt_size'] if csd else recipe['gt_size'])
             if method in ('scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd'):
                 assert opt['network_g'] == recipe['student']
                 assert opt['train']['optim_g']['lr'] == recipe['lr']
-            if method in reproduce.FEATURE_KD_OPTIONS:  # the settings documented in the method's option file
-                with open(reproduce.FEATURE_KD_OPTIONS[method]) as f:
+            if method in reproduction.FEATURE_KD_OPTIONS:  # the settings documented in the method's option file
+                with open(reproduction.FEATURE_KD_OPTIONS[method]) as f:
                     reference = yaml.safe_load(f)
                 assert opt['train']['feature_losses'] == reference['train']['feature_losses']
                 assert opt['train']['kd_opt'] == reference['train']['kd_opt']
                 assert train_set['type'] == reference['datasets']['train']['type']
 
 
-def test_csd_and_jt_start_from_the_same_weights(reproduce, tmp_path, monkeypatch):
+def test_csd_and_jt_start_from_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    jt, csd = options(reproduce, 'jt', 1), options(reproduce, 'csd', 1)
+    jt, csd = options('jt', 1), options('csd', 1)
     assert jt['path']['pretrain_network_g'] == csd['path']['pretrain_network_g']
     assert jt['train']['csd']['lambda_c'] == 0 and csd['train']['csd']['lambda_c'] > 0
     assert {k: v for k, v in jt['train'].items() if k not in ('csd', 'contrastive_opt')} == \
         {k: v for k, v in csd['train'].items() if k not in ('csd', 'contrastive_opt')}
     params = torch.load(jt['path']['pretrain_network_g'])['params']
-    other_seed = torch.load(options(reproduce, 'jt', 0)['path']['pretrain_network_g'])['params']
+    other_seed = torch.load(options('jt', 0)['path']['pretrain_network_g'])['params']
     assert any(not torch.equal(params[k], other_seed[k]) for k in params)  # one initialization per seed
     # the width-0.5 student of the slimmable EDSR is the recipe's student size
-    assert csd['network_g']['num_feat'] * csd['train']['csd']['width_mult'] == reproduce.RECIPE['student']['num_feat']
+    assert csd['network_g']['num_feat'] * csd['train']['csd']['width_mult'] == reproduction.RECIPE['student'][
+        'num_feat']
 
 
-def test_memsr_runs_differ_only_in_initialization_and_distillation(reproduce):
-    runs = {m: options(reproduce, m, 0) for m in ('memsr', 'memsr_random', 'memsr_init_only')}
+def test_memsr_runs_differ_only_in_initialization_and_distillation():
+    runs = {m: options(m, 0) for m in ('memsr', 'memsr_random', 'memsr_init_only')}
     teacher = runs['memsr']['network_t']
     assert runs['memsr']['network_g']['widths'] == [teacher['num_feat']] * (2 * teacher['num_block'] + 2)
-    assert runs['memsr']['path']['pretrain_network_g'] == reproduce.memsr_init_file()
+    assert runs['memsr']['path']['pretrain_network_g'] == reproduction.memsr_init_file()
     assert runs['memsr_random']['path']['pretrain_network_g'] is None
     assert runs['memsr_init_only']['train']['memsr']['lambda'] == 0
     for name, opt in runs.items():
         assert opt['network_g'] == runs['memsr']['network_g'] and opt['network_t'] == teacher
         assert opt['train']['scheduler']['type'] == 'OneCycleLR'
-        assert opt['train']['memsr']['bridges'] == reproduce.memsr_init_file()
+        assert opt['train']['memsr']['bridges'] == reproduction.memsr_init_file()
     assert runs['memsr']['train']['memsr']['lambda'] == runs['memsr_random']['train']['memsr']['lambda'] == 0.3
 
 
@@ -114,43 +111,43 @@ def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: lis
         logger.setLevel(level)
 
 
-def test_report_reads_the_logs_and_averages_over_seeds(reproduce, tmp_path, monkeypatch):
+def test_report_reads_the_logs_and_averages_over_seeds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     psnr = {0: {100: 27.5, 200: 28.25}, 1: {100: 27.25, 200: 28.75}}
-    runs = {seed: reproduce.run_name('kd', seed) for seed in psnr}
-    runs[2] = reproduce.rerun_name('kd', 1)  # the same configuration trained a second time
+    runs = {seed: reproduction.run_name('kd', seed) for seed in psnr}
+    runs[2] = reproduction.rerun_name('kd', 1)  # the same configuration trained a second time
     psnr[2] = {100: 27.25, 200: 28.5}
-    runs[3] = reproduce.run_name('scratch', 1)  # a baseline with seed 1 only: gains pair runs of the same seed
+    runs[3] = reproduction.run_name('scratch', 1)  # a baseline with seed 1 only: gains pair runs of the same seed
     psnr[3] = {100: 27.0, 200: 28.0}
     for seed, name in runs.items():
         validations = {i: {'Set5': (p, 0.8), 'Set14': (p - 2, 0.7)} for i, p in psnr[seed].items()}
         write_basicsr_log(os.path.join('experiments', name), name, validations, [0.5, 0.25 + seed, 0.75, 1.0])
-    assert reproduce.history(reproduce.run_name('kd', 1))['Set5'] == [(100, 27.25, 0.8), (200, 28.75, 0.8)]
-    assert reproduce.step_time(reproduce.run_name('kd', 1)) == (0.75 + 1.0) / 2
-    assert reproduce.final_scores('kd', [0, 1])['Set14'] == {'psnr': [26.25, 26.75], 'ssim': [0.7, 0.7]}
-    assert reproduce.mean_curve('kd', [0, 1], 'Set5') == [(100, 27.375), (200, 28.5)]
-    assert reproduce.mean_spread([28.25, 28.75]) == '28.5000 ± 0.2500'
-    assert reproduce.last_iteration(reproduce.run_name('kd', 0)) == 200
-    assert reproduce.rerun_lines([0, 1]) == ('* kd, seed 1: Set5 28.7500 / 28.5000 dB (difference -0.2500), '
-                                             'Set14 26.7500 / 26.5000 dB (difference -0.2500)')
-    assert reproduce.differences(['scratch', 'kd'], 'scratch', [0, 1]) == \
+    assert logs.history(reproduction.run_name('kd', 1))['Set5'] == [(100, 27.25, 0.8), (200, 28.75, 0.8)]
+    assert logs.step_time(reproduction.run_name('kd', 1)) == (0.75 + 1.0) / 2
+    assert report.final_scores('kd', [0, 1])['Set14'] == {'psnr': [26.25, 26.75], 'ssim': [0.7, 0.7]}
+    assert report.mean_curve('kd', [0, 1], 'Set5') == [(100, 27.375), (200, 28.5)]
+    assert report.mean_spread([28.25, 28.75]) == '28.5000 ± 0.2500'
+    assert logs.last_iteration(reproduction.run_name('kd', 0)) == 200
+    assert report.rerun_lines([0, 1]) == ('* kd, seed 1: Set5 28.7500 / 28.5000 dB (difference -0.2500), '
+                                          'Set14 26.7500 / 26.5000 dB (difference -0.2500)')
+    assert report.differences(['scratch', 'kd'], 'scratch', [0, 1]) == \
         '* kd - scratch: Set5 0.7500 dB (seed 1: +0.7500), Set14 0.7500 dB (seed 1: +0.7500)'
 
 
-def test_diagnostics_differ_from_their_claim_run_only_in_what_they_say(reproduce, tmp_path, monkeypatch):
+def test_diagnostics_differ_from_their_claim_run_only_in_what_they_say(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for diagnostic, (method, _) in reproduce.DIAGNOSTICS.items():
-        changed, claim = options(reproduce, diagnostic, 0), options(reproduce, method, 0)
+    for diagnostic, (method, _) in reproduction.DIAGNOSTICS.items():
+        changed, claim = options(diagnostic, 0), options(method, 0)
         losses = changed['train'].pop('feature_losses')  # a feature loss added to plain KD, at the named weight
         assert 'feature_losses' not in claim['train']
         assert [loss['loss_weight'] for loss in losses] == [float(diagnostic.split('_weight_')[1])] * len(losses)
         assert {k: v for k, v in changed.items() if k != 'name'} == {k: v for k, v in claim.items() if k != 'name'}
 
 
-def test_final_losses_and_the_feature_term_fraction_from_a_basicsr_log(reproduce, tmp_path, monkeypatch):
+def test_final_losses_and_the_feature_term_fraction_from_a_basicsr_log(tmp_path, monkeypatch):
     """The calibration criterion: the feature terms over the pixel term, averaged over the last 4 logged steps."""
     monkeypatch.chdir(tmp_path)
-    name = reproduce.run_name('at_weight_1000', 0)
+    name = reproduction.run_name('at_weight_1000', 0)
     steps = {
         1: (0.5, 0.2, 9.0),
         2: (0.04, 0.02, 0.01),
@@ -163,8 +160,8 @@ def test_final_losses_and_the_feature_term_fraction_from_a_basicsr_log(reproduce
             'Set5': (29.5, 0.8),
             'Set14': (26.25, 0.7)
         }}, [1.0] * 5, lambda step: dict(zip(('l_pix', 'l_kd', 'l_ATLoss'), steps[step])))
-    losses = reproduce.final_losses(name)
+    losses = logs.final_losses(name)
     assert losses == pytest.approx({'l_pix': 0.03, 'l_kd': 0.015, 'l_ATLoss': 0.01})
-    assert reproduce.feature_term_fraction(name) == pytest.approx(0.01 / 0.03)
-    assert reproduce.calibration_table(
+    assert logs.feature_term_fraction(name) == pytest.approx(0.01 / 0.03)
+    assert report.calibration_table(
         [0, 1]).splitlines()[2:] == ['| `at_weight_1000` | AT | 1000 | 0 | 0.333 | 29.5000 | 26.2500 |']
