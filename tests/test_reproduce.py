@@ -165,3 +165,35 @@ def test_final_losses_and_the_feature_term_fraction_from_a_basicsr_log(tmp_path,
     assert logs.feature_term_fraction(name) == pytest.approx(0.01 / 0.03)
     assert report.calibration_table(
         [0, 1]).splitlines()[2:] == ['| `at_weight_1000` | AT | 1000 | 0 | 0.333 | 29.5000 | 26.2500 |']
+
+
+def test_paired_table_pairs_final_psnr_by_seed(tmp_path, monkeypatch):
+    """The report's paired comparison from basicsr logs: kd - scratch per seed, a kd seed without its scratch run."""
+    monkeypatch.chdir(tmp_path)
+    final = {
+        ('kd', 0): 28.5,
+        ('kd', 1): 28.75,
+        ('kd', 2): 28.625,
+        ('kd', 3): 30.0,
+        ('scratch', 0): 28.25,
+        ('scratch', 1): 28.5,
+        ('scratch', 2): 28.5
+    }
+    for (method, seed), psnr in final.items():
+        name = reproduction.run_name(method, seed)
+        validations = {i: {'Set5': (psnr - d, 0.8), 'Set14': (psnr - 2 - d, 0.7)} for i, d in ((100, 1), (200, 0))}
+        write_basicsr_log(os.path.join('experiments', name), name, validations, [0.5] * 4)
+    set5, set14 = report.paired_comparisons([('kd', 'scratch')], [0, 1, 2, 3])
+    # final Set5 PSNR, kd - scratch: seed 0 0.25, seed 1 0.25, seed 2 0.125 (seed 3: no scratch run)
+    # mean 0.625 / 3 = 0.2083333; deviations 0.0416667, 0.0416667, -0.0833333 -> sum of squares 0.0104167, / 2
+    # = 0.0052083 -> sd 0.0721688; half-width 4.302653 * 0.0721688 / sqrt(3) = 0.1792772
+    # interval [0.0290561, 0.3876105] > 0
+    assert set5.seeds == (0, 1, 2) and set5.missing_in_b == (3, ) and set5.missing_in_a == ()
+    assert set5.differences == (0.25, 0.25, 0.125)
+    assert set5.mean == pytest.approx(0.2083333, abs=1e-6) and set5.sd == pytest.approx(0.0721688, abs=1e-6)
+    assert set5.low == pytest.approx(0.0290561, abs=1e-6) and set5.high == pytest.approx(0.3876105, abs=1e-6)
+    assert set5.verdict == set14.verdict == 'resolved for'
+    assert set14.dataset == 'Set14' and set14.differences == set5.differences  # Set14 = Set5 - 2 on both sides
+    rows = report.paired_table([('kd', 'scratch')], [0, 1, 2, 3]).splitlines()
+    assert rows[2] == ('| kd - scratch | Set5 | 3 | +0.2083 | 0.0722 | [+0.0291, +0.3876] | resolved for '
+                       '| scratch missing for seed 3 |')
