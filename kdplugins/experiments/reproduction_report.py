@@ -10,11 +10,13 @@ import os
 import statistics
 from typing import Dict, List, Optional, Tuple
 
-from kdplugins.experiments.reproduction import (BASELINE, CLAIMS, CSD, DIAGNOSTICS, METHODS, PAIRWISE, RECIPE,
-                                                base_options, memsr_network, rerun_name, run_name, run_seeds, slim_edsr,
-                                                with_rfdn_teacher)
+from kdplugins.experiments.per_image import cached_per_image_psnr
+from kdplugins.experiments.reproduction import (BASELINE, CLAIMS, CSD, DIAGNOSTICS, METHODS, OPTIONS_DIR, PAIRWISE,
+                                                RECIPE, base_options, memsr_network, rerun_name, run_name, run_seeds,
+                                                slim_edsr, with_rfdn_teacher)
 from kdplugins.experiments.reproduction_logs import feature_term_fraction, finished, history, step_time, teacher_scores
-from kdplugins.experiments.statistics import MARKDOWN_HEADER, PairedComparison, compare_paired, markdown_row
+from kdplugins.experiments.statistics import (MARKDOWN_HEADER, PairedComparison, compare_images_over_seeds,
+                                              compare_paired, markdown_row)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -166,6 +168,38 @@ def paired_comparisons(pairs: List[Tuple[str, str]], seeds: List[int],
 def paired_table(pairs: List[Tuple[str, str]], seeds: List[int]) -> str:
     """Markdown table of :func:`paired_comparisons` (one row per pair and set, with its verdict)."""
     return '\n'.join([MARKDOWN_HEADER] + [markdown_row(c) for c in paired_comparisons(pairs, seeds)])
+
+
+def per_image_scores(method: str, seeds: List[int]) -> Dict[int, Dict[str, float]]:
+    """``{seed: {'<set>/<image>': PSNR-Y}}`` of the method's finished runs, from their saved students
+    (:func:`kdplugins.experiments.per_image.cached_per_image_psnr`, computed once per checkpoint)."""
+    import yaml
+    scores = {}
+    for seed in run_seeds(method, seeds):
+        name = run_name(method, seed)
+        checkpoint = os.path.join('experiments', name, 'models', 'net_g_latest.pth')
+        options_file = os.path.join(OPTIONS_DIR, f'{name}.yml')
+        if not (finished(name) and os.path.isfile(checkpoint) and os.path.isfile(options_file)):
+            continue
+        with open(options_file) as f:
+            options = yaml.safe_load(f)
+        per_set = cached_per_image_psnr(options, checkpoint)
+        scores[seed] = {
+            f'{dataset}/{image}': psnr
+            for dataset, images in per_set.items()
+            for image, psnr in images.items()
+        }
+    return scores
+
+
+def per_image_lines(pairs: List[Tuple[str, str]], seeds: List[int]) -> str:
+    """One line per ``(A, B)``: on how many of the Set5 + Set14 images A's PSNR-Y (averaged over the paired seeds)
+    is above B's (:func:`kdplugins.experiments.statistics.compare_images_over_seeds`)."""
+    lines = []
+    for a, b in pairs:
+        comparison = compare_images_over_seeds(per_image_scores(a, seeds), per_image_scores(b, seeds))
+        lines.append(f'* {a} - {b}: ' + (comparison.summary('Set5 + Set14') if comparison.n else 'n/a'))
+    return '\n'.join(lines)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -359,7 +393,8 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
             f'## {title}\n\n{table}\n\nPSNR gain over {baseline} (and the paper\'s other comparisons), '
             f'seed by seed:\n\n{gains or "n/a"}\n\nThe same gains paired by seed: mean difference of '
             'the final PSNR-Y and its 95% Student t interval over seeds; a claim is resolved only where the '
-            f'interval excludes 0:\n\n{paired_table(pairs, seeds)}\n{plot}')
+            f'interval excludes 0:\n\n{paired_table(pairs, seeds)}\n\nPer image (each image\'s PSNR-Y averaged over '
+            f'the paired seeds):\n\n{per_image_lines(pairs, seeds)}\n{plot}')
     text = f"""# Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
