@@ -23,6 +23,7 @@ import torch
 
 from kdplugins.deploy import formats, images
 from kdplugins.deploy.network import DeployedNetwork, load_network
+from kdplugins.runtime.custom_imports import add_import_argument
 
 DEFAULT_CHECK_SIZES = ('48x64', '37x53')
 
@@ -73,13 +74,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=1e-4,
         help='largest accepted absolute difference to PyTorch on [0, 1] '
         'images (default %(default)s)')
-    parser.add_argument(
-        '--import',
-        dest='imports',
-        action='append',
-        default=[],
-        metavar='MODULE',
-        help='module of your own project that registers archs (repeatable), as custom_imports')
+    add_import_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from kdplugins.deploy import images, locality, memory
 from kdplugins.deploy.network import DeployedNetwork, load_network
 from kdplugins.deploy.tiling import tiled_forward
+from kdplugins.runtime.custom_imports import add_import_argument
 from kdplugins.utils.efficiency import resolve_device
 
 PROBE = f'{locality.PROBE_HEIGHT}x{locality.PROBE_WIDTH}'
@@ -56,13 +57,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--overwrite', action='store_true', help='replace outputs that already exist')
     parser.add_argument('--network', default='network_g', help='section of the option file (default network_g)')
     parser.add_argument('--param-key', default='params', help='params (default) or params_ema')
-    parser.add_argument(
-        '--import',
-        dest='imports',
-        action='append',
-        default=[],
-        metavar='MODULE',
-        help='module of your own project that registers archs (repeatable), as custom_imports')
+    add_import_argument(parser)
     args = parser.parse_args(argv)
     if args.tile is not None and args.tile < 1:
         parser.error('--tile must be a positive number of LR pixels.')

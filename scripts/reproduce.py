@@ -4,16 +4,10 @@
     python scripts/reproduce.py --only scratch kd augkd --seeds 0
     python scripts/reproduce.py --report-only   # tables and plots from the runs that finished
 
-x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and
-Set14 (bundled LR, PSNR/SSIM on Y, border 4). Three claims (``CLAIMS``): distillation from the pretrained RFDN of
-``../shared/data/checkpoints`` (scratch, KD, AugKD, CRD+KD, FitNet, FAKD), CSD against joint training on a slimmable
-EDSR, and MemSR's plain student (winning initialization + feature distillation, random initialization,
-initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE`` (student size, patch,
-batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and schedule). Runs go
-through ``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is skipped) with
-option files written to ``experiments/reproduce_options/``. The report (``docs/results.md``, plots in
-``docs/figures/results/``) is built from the runs' logs and the efficiency benchmark; docs/reproduction.md explains
-the choices. The logic is the package's: :mod:`kdplugins.experiments.reproduction` (recipe, options, runs),
+x4 super-resolution on T91 + BSD200, validated on Set5 and Set14; three claims (distillation from the pretrained RFDN,
+CSD against joint training, MemSR's plain student). Interrupted runs resume, finished ones are skipped. The report
+(``docs/results.md``, plots in ``docs/figures/results/``) is built from the runs' logs; docs/reproduction.md explains
+the choices. The recipe, the runs and the report are the package's: :mod:`kdplugins.experiments.reproduction`,
 :mod:`kdplugins.experiments.reproduction_logs` and :mod:`kdplugins.experiments.reproduction_report`.
 """
 import argparse

@@ -55,6 +55,18 @@ def take_import_arguments(argv: List[str]) -> List[str]:
     return modules
 
 
+def add_import_argument(parser) -> None:
+    """``--import MODULE`` (repeatable, into ``args.imports``) for command lines that parse their own arguments
+    (``kdplugins.export``, ``kdplugins.infer``); the training entry points take it from ``sys.argv`` instead."""
+    parser.add_argument(
+        '--import',
+        dest='imports',
+        action='append',
+        default=[],
+        metavar='MODULE',
+        help='module of your own project that registers archs (repeatable), as custom_imports')
+
+
 def import_from_command_line() -> List[str]:
     """The entry points' ``--import`` modules, imported now."""
     return import_modules(take_import_arguments(sys.argv), '--import')
