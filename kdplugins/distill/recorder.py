@@ -2,13 +2,9 @@
 import difflib
 import torch
 from torch import nn
-from torch.nn.parallel import DataParallel, DistributedDataParallel
 from typing import Dict, Iterable, List
 
-
-def bare_module(net: nn.Module) -> nn.Module:
-    """The network inside a (Distributed)DataParallel wrapper, or the network itself."""
-    return net.module if isinstance(net, (DataParallel, DistributedDataParallel)) else net
+from kdplugins.utils.modules import bare_module
 
 
 class FeatureRecorder:

@@ -48,8 +48,9 @@ def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:
     ``train.teacher_img_range`` (default 1).
     """
     if 'network_t' not in opt:
-        raise ValueError('KDModel needs a teacher: add a network_t section (type and options of the teacher arch) '
-                         'and path.pretrain_network_t (its trained weights).')
+        raise ValueError(
+            'A distillation model needs a teacher: add a network_t section (type and options of the teacher arch) '
+            'and path.pretrain_network_t (its trained weights).')
     path_opt = opt['path']
     checkpoint = path_opt.get('pretrain_network_t')
     if not checkpoint:

@@ -231,7 +231,6 @@ def edsr_parts(net: nn.Module) -> EDSRParts:
 
     from kdplugins.archs.pixelshuffle_edsr_arch import PixelShuffleEDSR
     net = getattr(net, 'module', net)
-    net = net.net if type(net).__name__ == 'FrozenTeacher' else net
     for i, block in enumerate(getattr(net, 'body', None) or []):
         if type(block) is not ResidualBlockNoBN:
             inner = sorted({type(m).__name__ for m in block.modules()} - {'Conv2d', 'Sequential', type(block).__name__})

@@ -7,9 +7,9 @@ from collections import OrderedDict
 from typing import Optional
 
 from kdplugins.distill.invertible_augment import InvertibleAugment
-from kdplugins.distill.recorder import bare_module
 from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
 from kdplugins.models.kd_model import KDModel
+from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
 # The paper (Sec. 3.4, App. A.1) names the operations (flips, 90/180/270-degree rotations, colour inversion) and the

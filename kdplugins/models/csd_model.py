@@ -11,11 +11,11 @@ from torch import nn
 from typing import Iterator, Optional
 
 from kdplugins.archs.slimmable import SlimmableMixin
-from kdplugins.distill.recorder import bare_module
 from kdplugins.distill.speed import SPEED_DEFAULTS, speed_options
 from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 from kdplugins.models.kd_model import KDModel
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
+from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
 # lambda_c: the paper's 200, tuned with an L1 pixel loss on [0, 255] images, is 200 / 255 on BasicSR's [0, 1]

@@ -14,11 +14,12 @@ from collections import OrderedDict
 from torch import nn
 from typing import Dict, List, Optional, Tuple
 
-from kdplugins.distill.recorder import FeatureRecorder, bare_module
+from kdplugins.distill.recorder import FeatureRecorder
 from kdplugins.distill.speed import (DTYPES, SPEED_DEFAULTS, MixedPrecision, compile_in_place, speed_options,
                                      to_channels_last)
 from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
+from kdplugins.utils.modules import bare_module
 from kdplugins.utils.padding import forward_padded
 from kdplugins.utils.registry import register
 from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,

@@ -8,11 +8,12 @@ from collections import OrderedDict
 from torch import nn
 from typing import List
 
-from kdplugins.distill.recorder import FeatureRecorder, bare_module
+from kdplugins.distill.recorder import FeatureRecorder
 from kdplugins.distill.speed import speed_options
 from kdplugins.memsr.convert import DEFAULT_OFFSET, Pieces, convert_edsr, edsr_parts, teacher_plain_forward
 from kdplugins.memsr.winning_init import check_student_widths
 from kdplugins.models.kd_model import KDModel
+from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 from kdplugins.utils.train_state import broadcast_from_rank0
 
