@@ -1,12 +1,18 @@
 """The distillation base and its pieces: the refactor that introduced them changed no result."""
+import gc
 import json
 import os
 import pytest
+import re
 import subprocess
 import sys
+import torch
+from conftest import REPO, build, kd_options, save_teacher
 from pathlib import Path
 
-from conftest import REPO
+from kdplugins.distill import loss_inputs
+from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
+from kdplugins.utils.declared_options import REQUIRED, Option, block_problems, read_block
 
 # the last commit before the distillation base (kdplugins/models/distill_model.py)
 BEFORE_REFACTOR = 'fd98bbda133ac21f377d8e739e8c6ba317b7198b'
@@ -17,9 +23,14 @@ def reference_digests(workdir: Path, lmdbs: dict, package_root: Path) -> dict:
     lmdb_file = workdir / 'lmdbs.json'
     lmdb_file.write_text(json.dumps(lmdbs))
     env = {**os.environ, 'PYTHONPATH': str(package_root)}
-    result = subprocess.run([sys.executable, str(REPO / 'tests' / 'run_refactor_reference.py'),
-                             str(workdir), str(lmdb_file)],
-                            cwd=workdir, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable,
+         str(REPO / 'tests' / 'run_refactor_reference.py'),
+         str(workdir), str(lmdb_file)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -38,3 +49,164 @@ def test_kd_augkd_csd_and_memsr_train_bitwise_as_before_the_refactor(tmp_path, t
     now = reference_digests(tmp_path / 'run_now', tiny_lmdbs, REPO)
     assert set(before) == {'kd', 'augkd', 'csd', 'memsr'}
     assert now == before
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# scoped feature taps
+def tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+
+
+def test_a_recorder_records_inside_its_block_only_and_hands_the_features_over():
+    net = tiny_net()
+    recorder = FeatureRecorder(net, ['0', '2'], 'student')
+    x = torch.rand(2, 3, 8, 8)
+    net(x)  # outside a block: nothing kept
+    assert recorder._store == {}
+    with recorder.recording() as features:
+        out = net(x)
+        assert features == {}  # handed over when the block ends
+    assert list(features) == ['0', '2'] and torch.equal(features['2'], out)
+    assert torch.equal(features['0'], net[0](x))
+    with recorder.recording() as again:
+        pass
+    assert again == {} and recorder._store == {}
+
+
+def test_a_recorder_refuses_two_forwards_nesting_and_unknown_layers_and_can_record_inputs():
+    net = tiny_net()
+    recorder = FeatureRecorder(net, ['2'], 'student (network_g)')
+    with pytest.raises(RuntimeError, match='module 2 ran twice inside one recording'):
+        with recorder.recording():
+            net(torch.rand(1, 3, 4, 4))
+            net(torch.rand(1, 3, 4, 4))
+    with pytest.raises(RuntimeError, match='recordings do not nest'):
+        with recorder.recording(), recorder.recording():
+            pass
+    with pytest.raises(KeyError, match="student has no module named 'body.9'"):
+        FeatureRecorder(net, ['body.9'], 'student')
+    inputs = FeatureRecorder(net, ['2'], 'student', record='input')
+    x = torch.rand(1, 3, 4, 4)
+    with inputs.recording() as features:
+        net(x)
+    assert torch.equal(features['2'], net[1](net[0](x)))
+    recorder.remove(), inputs.remove()
+    assert not net[2]._forward_hooks
+
+
+def test_an_input_substitution_runs_the_tail_of_a_network_on_another_feature():
+    net = tiny_net()
+    substitution = InputSubstitution(net, '2', 'teacher')
+    feature = torch.rand(1, 4, 4, 4)
+    with substitution.substituting(feature):
+        out = net(torch.rand(1, 3, 4, 4))
+    assert torch.equal(out, net[2](feature))
+    with pytest.raises(RuntimeError, match='never reached 2'):
+        with substitution.substituting(feature):
+            pass
+    substitution.remove()
+    assert not net[2]._forward_pre_hooks
+
+
+def test_the_taps_of_a_model_are_removed_when_it_is_collected(tmp_path, monkeypatch, tiny_lmdbs):
+    teacher = save_teacher(tmp_path / 'teacher.pth')
+    opt = kd_options(
+        tiny_lmdbs,
+        teacher,
+        feature_losses=[{
+            'type': 'FitNetLoss',
+            'student_layer': 'body.0',
+            'teacher_layer': 'body.1',
+            'loss_weight': 0.1
+        }])
+    model, _ = build(tmp_path, monkeypatch, opt)
+    student, teacher_net = model.net_g, model.net_t.net
+    assert student.body[0]._forward_hooks and teacher_net.body[1]._forward_hooks
+    del model
+    gc.collect()
+    assert not student.body[0]._forward_hooks and not teacher_net.body[1]._forward_hooks
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# options declared once
+def test_a_declared_block_names_every_problem_with_the_fix():
+    block = {
+        'n': Option(1, minimum=0),
+        'mode': Option('a', choices=('a', 'b')),
+        'probabilities': Option({'x': 0.5}, choices=('x', 'y'), minimum=0, maximum=1),
+        'samples': Option(['p'], choices=('p', 'q')),
+        'layer': Option(REQUIRED),
+    }
+    problems = block_problems({
+        'n': -1,
+        'mode': 'c',
+        'probabilities': {
+            'x': 2,
+            'z': 0
+        },
+        'samples': ['r'],
+        'nn': 1
+    }, block, 'train.m')
+    assert problems == [
+        'train.m.nn: unknown option (did you mean n?). Valid options: layer, mode, n, probabilities, samples.',
+        'train.m.n: -1 is below the minimum 0.',
+        "train.m.mode: 'c' is not one of 'a', 'b'.",
+        'train.m.probabilities.z: unknown option. Valid options: x, y.',
+        'train.m.probabilities.x: 2 is above the maximum 1.',
+        "train.m.samples: 'r' is not one of p, q.",
+        'train.m.layer: missing; it has no default.',
+    ]
+    assert block_problems({'n': 1.5, 'layer': 'x'}, block, 'b') == ['b.n: 1.5 is a float, expected a int (default 1).']
+    assert read_block({
+        'layer': 'body',
+        'n': 3
+    }, block, 'b') == {
+        'n': 3,
+        'mode': 'a',
+        'probabilities': {
+            'x': 0.5
+        },
+        'samples': ['p'],
+        'layer': 'body'
+    }
+    with pytest.raises(ValueError, match='b.layer: missing'):
+        read_block({}, block, 'b')
+
+
+@pytest.mark.parametrize('model_type, block, section', [('AugKDModel', 'augkd', 'AugKD'), ('CSDModel', 'csd', 'CSD'),
+                                                        ('MemSRModel', 'memsr', 'MemSR'),
+                                                        ('CrossKDModel', 'crosskd', 'CrossKD')])
+def test_the_readme_lists_every_declared_option_of_a_method(model_type, block, section):
+    """The README's section of each method names every option of its declared block, with its default."""
+    from basicsr.utils.registry import MODEL_REGISTRY
+    readme = (REPO / 'README.md').read_text()
+    start = readme.index(f'### {section} (`model_type: {model_type}`)')
+    text = re.split(r'\n##+ ', readme[start + 1:])[0]
+    declared = MODEL_REGISTRY.get(model_type).TRAIN_OPTIONS[block]
+    for name, option in declared.items():
+        assert f'`{name}`' in text, (section, name)
+        value = option.default
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            written = {f'{value:g}', f'{value:.3g}', f'{value:.0e}'.replace('e-0', 'e-')}
+            written |= {str(int(value))} if value == int(value) else set()
+            assert any(w in text for w in written), (section, name, value)
+
+
+def test_loss_inputs_are_declared_by_the_loss_and_checked():
+    from kdplugins.losses.crd_loss import CRDLoss
+
+    class AsksForTheMoon(torch.nn.Module):
+        STEP_INPUTS = ('moon', )
+
+    assert loss_inputs.requested(CRDLoss, 'STEP_INPUTS') == ('index', 'generator')
+    assert loss_inputs.build_inputs(CRDLoss, {'num_train_images': 7}, {
+        'student_channels': lambda: 3,
+        'teacher_channels': lambda: 5,
+        'num_train_images': lambda: 1 / 0
+    }) == {
+        'student_channels': 3,
+        'teacher_channels': 5
+    }
+    with pytest.raises(ValueError, match=r"AsksForTheMoon.STEP_INPUTS asks for \['moon'\]"):
+        loss_inputs.step_inputs(AsksForTheMoon, {})

@@ -110,11 +110,12 @@ def test_fakd_weight_keeps_the_published_gradient_balance(images):
                                               ('kdplugins', student, teacher, 1., FAKD_WEIGHT_DEFAULT)):
         taps_s, taps_t = ['body.0', 'body.1', 'body'], ['body.1', 'body.3', 'body']
         rec_s, rec_t = FeatureRecorder(s_net, taps_s), FeatureRecorder(t_net, taps_t)
-        out = s_net(lq * scale)
-        with torch.no_grad():
+        with rec_s.recording() as features_s:
+            out = s_net(lq * scale)
+        with torch.no_grad(), rec_t.recording() as features_t:
             target = t_net(lq * scale)
         fakd = FAKDLoss(weight)
-        distill = sum(fakd(rec_s.features[a], rec_t.features[b]) for a, b in zip(taps_s, taps_t))
+        distill = sum(fakd(features_s[a], features_t[b]) for a, b in zip(taps_s, taps_t))
         rec_s.remove(), rec_t.remove()
         pixel = 0.5 * F.l1_loss(out, hr * scale) + 0.5 * F.l1_loss(out, target)
         ratios[name] = gradient_ratio(distill, pixel, s_net)

@@ -138,7 +138,7 @@ def test_gradients_reach_the_student_and_both_heads_never_the_teacher(tmp_path, 
     opt = kd_options(tiny_lmdbs, teacher_path, feature_losses=crd_options())
     del opt['train']['pixel_opt'], opt['train']['kd_opt']  # the CRD term alone
     model, parsed = build(tmp_path, monkeypatch, opt)
-    crd = model.net_distill['l_CRDLoss']
+    crd = model.distill_modules['l_CRDLoss']
     banks = crd.memory_s.clone(), crd.memory_t.clone()
     batch = train_batches(parsed, 1)[0]
     model.feed_data(batch)

@@ -116,7 +116,7 @@ def test_one_kd_model_trains_every_feature_loss_with_its_connector(tmp_path, mon
         grad = model.net_g.body[0].conv1.weight.grad
         assert grad is not None and grad.abs().sum() > 0, name
     assert all(p.grad is None and not p.requires_grad for p in model.net_t.parameters())
-    regressor = model.net_distill['l_FitNetLoss'].regressor
+    regressor = model.distill_modules['l_FitNetLoss'].regressor
     optimized = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
     assert {id(regressor.weight), id(regressor.bias)} <= optimized
 
@@ -170,12 +170,20 @@ def test_option_files_tap_existing_layers_and_their_losses_run(path):
     ]
     with torch.no_grad():
         lq = torch.rand(3, 3, 24, 24)
-        assert student(lq).shape == teacher(lq).shape == (3, 3, 96, 96)
+        with recorders[0].recording() as student_features:
+            out_s = student(lq)
+        with recorders[1].recording() as teacher_features:
+            out_t = teacher(lq)
+        assert out_s.shape == out_t.shape == (3, 3, 96, 96)
     for loss_opt in loss_opts:
-        feat_s = recorders[0].features[loss_opt['student_layer']]
-        feat_t = recorders[1].features[loss_opt['teacher_layer']]
+        feat_s = student_features[loss_opt['student_layer']]
+        feat_t = teacher_features[loss_opt['teacher_layer']]
         assert feat_s.shape[-2:] == feat_t.shape[-2:] == (24, 24)
-        extra = {'student_channels': feat_s.shape[1], 'teacher_channels': feat_t.shape[1], 'num_train_images': 1292}
-        loss = KDModel.build_feature_loss(loss_opt, extra)
+        available = {
+            'student_channels': lambda: feat_s.shape[1],
+            'teacher_channels': lambda: feat_t.shape[1],
+            'num_train_images': lambda: 1292
+        }
+        loss = KDModel.build_feature_loss(loss_opt, available)
         kwargs = {'index': torch.tensor([0, 5, 1291])} if loss_opt['type'] == 'CRDLoss' else {}
         assert torch.isfinite(loss(feat_s, feat_t, **kwargs))

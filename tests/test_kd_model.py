@@ -35,13 +35,13 @@ def test_teacher_is_frozen_unchanged_unsaved_and_outside_the_optimizer(tmp_path,
     assert any(not torch.equal(v, model.net_g.state_dict()[k]) for k, v in student_before.items())
     optimized = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
     assert not optimized & {id(p) for p in model.net_t.parameters()}
-    assert {id(p) for p in model.net_distill.parameters()} <= optimized  # the FitNet regressor is trained
+    assert {id(p) for p in model.distill_modules.parameters()} <= optimized  # the FitNet regressor is trained
     model.save(0, 3)
     assert sorted(os.listdir(parsed['path']['models'])) == ['net_g_3.pth']
     state = torch.load(os.path.join(parsed['path']['training_states'], '3.state'), weights_only=False)
     assert set(state['distill_modules']) == {'l_FitNetLoss.regressor.weight', 'l_FitNetLoss.regressor.bias'}
     assert torch.equal(state['distill_modules']['l_FitNetLoss.regressor.weight'],
-                       model.net_distill['l_FitNetLoss'].regressor.weight.detach())
+                       model.distill_modules['l_FitNetLoss'].regressor.weight.detach())
 
 
 def test_loss_terms_equal_direct_computation(tmp_path, monkeypatch, tiny_lmdbs, teacher_path):
@@ -63,7 +63,7 @@ def test_loss_terms_equal_direct_computation(tmp_path, monkeypatch, tiny_lmdbs, 
         handle.remove()
     assert torch.equal(losses['l_pix'].detach(), (out_s - batch['gt']).abs().mean())
     assert torch.equal(losses['l_kd'].detach(), 0.5 * (out_s - out_t).abs().mean())
-    regressed = model.net_distill['l_FitNetLoss'].regressor(captured['s'])
+    regressed = model.distill_modules['l_FitNetLoss'].regressor(captured['s'])
     assert torch.allclose(losses['l_FitNetLoss'].detach(), 3 * ((regressed - captured['t'])**2).mean(), rtol=1e-6)
     assert model.index.tolist() == batch['index'].tolist()
 

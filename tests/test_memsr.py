@@ -416,7 +416,7 @@ def test_memsr_options_errors(tmp_path, memsr_files, monkeypatch):
     random_bridges = dict(opt['train'], memsr=dict(opt['train']['memsr'], bridges=None))
     model, _ = build(tmp_path, monkeypatch, dict(opt, name='random_bridges', train=random_bridges))
     params = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
-    assert all(id(p) in params for p in model.net_distill['memsr_bridges'].parameters())
+    assert all(id(p) in params for p in model.distill_modules['memsr_bridges'].parameters())
 
 
 def test_export_plain_reloads_bit_for_bit(tmp_path, memsr_files):

@@ -66,8 +66,8 @@ def test_committed_files_equal_the_generator_output(tmp_path):
 
 def test_one_file_per_table_row():
     assert paper_recipes.rows_by_table() == {
-        'AugKD Table 2': 24,  # 8 methods x 3 scales (CrossKD: not implemented)
-        'AugKD Table 3': 21,  # 7 methods x 3 scales (CSD not applicable to RCAN, Sec. 4.1)
+        'AugKD Table 2': 24,  # 8 methods x 3 scales
+        'AugKD Table 3': 24,  # 8 methods x 3 scales (CSD not applicable to RCAN, Sec. 4.1; CrossKD instead)
         'AugKD Table 10': 9,  # scratch, KD, AugKD x 3 scales
         'CSD Table 1': 4,  # Baseline and J-T at x2 / x4 (its CSD rows are AugKD Table 2's CSD files)
         'MemSR Table 4': 6  # Teacher-M and Plain-M at x2 / x3 / x4

@@ -8,7 +8,8 @@ import re
 import torch
 from conftest import build, kd_options, run_module, save_teacher, train_batches, write_yaml
 
-from kdplugins.distill.speed import DTYPES, MixedPrecision, speed_options
+from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision
+from kdplugins.utils.declared_options import read_block
 
 FITNET = [{'type': 'FitNetLoss', 'student_layer': 'body.0', 'teacher_layer': 'body.1', 'loss_weight': 0.1}]
 # absolute tolerance of every first-step loss against fp32. The terms are means of per-pixel (or per-feature) errors of
@@ -100,18 +101,18 @@ def test_gradient_scaler_state_is_restored():
     assert MixedPrecision('bf16', torch.device('cpu')).state_dict() is None
 
 
-UNKNOWN_KEY = ("Unknown option(s) train.speed.['channel_last']; valid options: channels_last, precision, "
-               'teacher_precision, compile, compile_backend.')
+UNKNOWN_KEY = ('train.speed.channel_last: unknown option (did you mean channels_last?). Valid options: channels_last, '
+               'compile, compile_backend, precision, teacher_precision.')
 
 
 @pytest.mark.parametrize('speed, message', [({
     'precision': 'fp8'
-}, "train.speed.precision is 'fp8'; valid values: fp32, bf16, fp16."), ({
+}, "train.speed.precision: 'fp8' is not one of 'fp32', 'bf16', 'fp16'."), ({
     'channel_last': True
 }, UNKNOWN_KEY)])
 def test_bad_speed_options_name_the_option(speed, message):
     with pytest.raises(ValueError) as error:
-        speed_options({'speed': speed})
+        read_block(speed, SPEED_OPTIONS, 'train.speed')
     assert str(error.value) == message
 
 
@@ -119,7 +120,8 @@ def test_bad_speed_options_name_the_option(speed, message):
 def test_compiled_student_and_teacher_record_the_same_features_as_eager(tmp_path, monkeypatch, tiny_lmdbs, teacher_path,
                                                                         model_type):
     """torch.compile (aot_eager: dynamo and AOTAutograd without code generation, seconds instead of a minute) of both
-    networks in place: feature taps still record, losses and features equal eager's, checkpoints keep their keys.
+    networks in place: feature taps still record (in their recording scopes), losses and features equal eager's,
+    checkpoints keep their keys.
     AugKD runs the networks on the LR batch and on the smaller zoom-out batch (a second shape)."""
     runs = {}
     for name, speed in (('eager', {}), ('compiled', {
@@ -132,11 +134,15 @@ def test_compiled_student_and_teacher_record_the_same_features_as_eager(tmp_path
         model, parsed = build(tmp_path / name, monkeypatch, opt)
         model.feed_data(train_batches(parsed, 1)[0])
         losses = {k: v.detach() for k, v in model.compute_losses(1).items()}
-        features = {k: v.detach() for k, v in model.student_recorder.features.items()}
-        features.update({'t.' + k: v.detach() for k, v in model.teacher_recorder.features.items()})
+        with model.student_taps.recording() as student_features:
+            model.net_g(model.lq)
+        with model.teacher_taps.recording() as teacher_features:
+            model.net_t(model.lq)
+        features = {k: v.detach() for k, v in student_features.items()}
+        features.update({'t.' + k: v.detach() for k, v in teacher_features.items()})
         runs[name] = (model, losses, features)
     (eager, eager_losses, eager_features), (compiled, losses, features) = runs['eager'], runs['compiled']
-    assert losses.keys() == eager_losses.keys() and features.keys() == eager_features.keys()
+    assert losses.keys() == eager_losses.keys() and features.keys() == eager_features.keys() and len(features) == 2
     for key in losses:
         assert torch.allclose(losses[key], eager_losses[key], rtol=1e-5, atol=1e-7), key
     for key in features:

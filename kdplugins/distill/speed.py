@@ -1,7 +1,7 @@
 """Faster training steps (``train.speed``): channels_last, mixed precision with a saved gradient scaler, and the
 teacher's precision on its own.
 
-``train.speed`` options (defaults in :data:`SPEED_DEFAULTS`, all off: each is a choice measured per device, see
+``train.speed`` options (declared in :data:`SPEED_OPTIONS`, all off: each is a choice measured per device, see
 docs/training.md "Faster steps"):
 
 * ``channels_last``: student, teacher, trainable distillation modules and the LR / HR batches in
@@ -24,15 +24,17 @@ import torch
 from torch import nn
 from typing import Iterable, Optional
 
-SPEED_DEFAULTS = {
-    'channels_last': False,
-    'precision': 'fp32',
-    'teacher_precision': 'fp32',
-    'compile': [],
-    'compile_backend': 'inductor'
-}
+from kdplugins.utils.declared_options import Option
+
 COMPILABLE = ('student', 'teacher')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+SPEED_OPTIONS = {
+    'channels_last': Option(False, help='networks and batches in channels_last layout'),
+    'precision': Option('fp32', choices=DTYPES, help="the step's autocast precision"),
+    'teacher_precision': Option('fp32', choices=DTYPES, help="the frozen teacher's weights and forward"),
+    'compile': Option([], choices=COMPILABLE, help='networks compiled in place'),
+    'compile_backend': Option('inductor', help='torch.compile backend'),
+}
 # named settings of the step benchmark (scripts/benchmark_train_step.py --speed), combined with '+'
 SPEED_PRESETS = {
     'channels_last': {
@@ -64,26 +66,6 @@ def speed_preset(name: str) -> dict:
             raise ValueError(f'Unknown speed setting {part!r}; known: {", ".join(SPEED_PRESETS)} (join with +).')
         speed.update(SPEED_PRESETS[part])
     return speed
-
-
-def speed_options(train_opt: dict) -> dict:
-    """``train.speed`` with its defaults, values checked (errors name the option and the valid values)."""
-    given = dict(train_opt.get('speed') or {})
-    unknown = sorted(set(given) - set(SPEED_DEFAULTS))
-    if unknown:
-        raise ValueError(f'Unknown option(s) train.speed.{unknown}; valid options: {", ".join(SPEED_DEFAULTS)}.')
-    options = {**SPEED_DEFAULTS, **given}
-    for key in ('precision', 'teacher_precision'):
-        if options[key] not in DTYPES:
-            raise ValueError(f'train.speed.{key} is {options[key]!r}; valid values: {", ".join(DTYPES)}.')
-    if not isinstance(options['channels_last'], bool):
-        raise ValueError(f'train.speed.channels_last must be true or false, got {options["channels_last"]!r}.')
-    compiled = options['compile'] or []
-    if not isinstance(compiled, list) or not set(compiled) <= set(COMPILABLE):
-        raise ValueError(f'train.speed.compile is {options["compile"]!r}; give a list of {", ".join(COMPILABLE)} '
-                         '(for example [student, teacher]), or [] for none.')
-    options['compile'] = list(compiled)
-    return options
 
 
 def compile_in_place(module: nn.Module, backend: str) -> None:

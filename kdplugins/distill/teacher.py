@@ -39,6 +39,14 @@ class FrozenTeacher(nn.Module):
             y = self.net(x.to(dtype) * self.img_range) / self.img_range
         return y.float()
 
+    def differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with autograd through the input and the activations (the weights stay frozen): for methods
+        that pass student features through the teacher's layers (CrossKD)."""
+        dtype = next(self.net.parameters()).dtype
+        with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+            y = self.net(x.to(dtype) * self.img_range) / self.img_range
+        return y.float()
+
 
 def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:
     """Build ``network_t``, load ``path.pretrain_network_t`` and freeze it.

@@ -204,6 +204,21 @@ METHODS = {
         },
         'taps': 'thirds'
     },
+    # CrossKD (Fang et al. 2023; AugKD Table 3): the student's features through the teacher's upsampling tail; the paper
+    # gives no weights: pixel, KD and cross terms at 1 each, as KD's (this project's choice)
+    'CrossKD': {
+        'model_type': 'CrossKDModel',
+        'pixel': 1.0,
+        'kd': 1.0,
+        'crosskd': {
+            'student_layer': 'upsample',
+            'teacher_layer': 'upsample'
+        },
+        'crosskd_opt': {
+            'type': 'CrossKDLoss',
+            'loss_weight': 1.0
+        }
+    },
     'AugKD': {
         'model_type': 'AugKDModel',
         'pixel': 1.0,
@@ -366,7 +381,7 @@ _AUGKD_T2 = {  # AugKD Table 2, EDSR; '*' in the paper: the authors' reproductio
         'AugKD': (32.47, 0.8981, 26.45, 0.7963)
     },
 }
-_AUGKD_T3 = {  # AugKD Table 3, RCAN (CrossKD rows: not implemented; CSD: not applicable, Sec. 4.1)
+_AUGKD_T3 = {  # AugKD Table 3, RCAN (CSD: not applicable, Sec. 4.1)
     2: {
         'Scratch': (38.13, 0.9610, 32.63, 0.9327),
         'KD': (38.18, 0.9611, 32.67, 0.9329),
@@ -374,6 +389,7 @@ _AUGKD_T3 = {  # AugKD Table 3, RCAN (CrossKD rows: not implemented; CSD: not ap
         'AT': (38.13, 0.9610, 32.48, 0.9313),
         'RKD': (38.18, 0.9612, 32.70, 0.9330),
         'FAKD': (38.17, 0.9612, 32.65, 0.9330),
+        'CrossKD': (38.18, 0.9612, 32.66, 0.9332),
         'AugKD': (38.23, 0.9614, 32.87, 0.9349)
     },
     3: {
@@ -383,6 +399,7 @@ _AUGKD_T3 = {  # AugKD Table 3, RCAN (CrossKD rows: not implemented; CSD: not ap
         'AT': (34.55, 0.9287, 28.43, 0.8577),
         'RKD': (34.67, 0.9292, 28.60, 0.8610),
         'FAKD': (34.63, 0.9290, 28.62, 0.8612),
+        'CrossKD': (34.65, 0.9290, 28.60, 0.8610),
         'AugKD': (34.74, 0.9296, 28.79, 0.8646)
     },
     4: {
@@ -392,6 +409,7 @@ _AUGKD_T3 = {  # AugKD Table 3, RCAN (CrossKD rows: not implemented; CSD: not ap
         'AT': (32.31, 0.8967, 26.29, 0.7927),
         'RKD': (32.39, 0.8974, 26.47, 0.7981),
         'FAKD': (32.46, 0.8980, 26.50, 0.7980),
+        'CrossKD': (32.46, 0.8984, 26.52, 0.7992),
         'AugKD': (32.56, 0.8990, 26.62, 0.8020)
     },
 }
@@ -601,12 +619,15 @@ def feature_losses(backbone: str, method: dict) -> List[dict]:
 
 
 def kd_train_options(row: Row, method: dict) -> dict:
-    """Losses of Scratch / KD / FitNet / AT / RKD / FAKD / AugKD (AugKD Eq. 1-4 and the baselines of Sec. 4.1)."""
+    """Losses of Scratch / KD / FitNet / AT / RKD / FAKD / CrossKD / AugKD (AugKD Eq. 1-4 and the baselines of Sec.
+    4.1)."""
     losses = {'pixel_opt': l1(method['pixel'])}
     if method.get('kd'):
         losses['kd_opt'] = l1(method['kd'])
     if method.get('taps'):
         losses['feature_losses'] = feature_losses(row.backbone, method)
+    if method['model_type'] == 'CrossKDModel':
+        losses.update(crosskd=dict(method['crosskd']), crosskd_opt=dict(method['crosskd_opt']))
     if method['model_type'] == 'AugKDModel':
         losses['augkd_opt'] = l1(method['augkd'])
         options = dict(method['options'])
@@ -619,7 +640,7 @@ def kd_train_options(row: Row, method: dict) -> dict:
 def path_options(row: Row, method: dict) -> dict:
     schedule = schedule_of(row)
     path = {}
-    if method['model_type'] in ('KDModel', 'AugKDModel'):
+    if method['model_type'] in ('KDModel', 'AugKDModel', 'CrossKDModel'):
         path.update({
             'pretrain_network_t': teacher_checkpoint(row.backbone, row.scale),
             'param_key_t': BACKBONES[row.backbone]['param_key'],
@@ -781,7 +802,7 @@ def header(row: Row) -> str:
     if row.also:
         lines.append(f'Also reproduces {row.also}: {format_numbers(_CSD_T1[row.scale]["CSD"])}.')
     if row.method in ('CSD', 'JT') and row.scale in _CSD_T1_TEACHER:
-        lines.append(f'Its width-1.0 network (logged as Set5_teacher), CSD Table 1 T row: '
+        lines.append(f'Its width-1.0 network (logged as "Teacher (width 1.0) on Set5"), CSD Table 1 T row: '
                      f'{format_numbers(_CSD_T1_TEACHER[row.scale][row.method])}.')
     lines.append(f'Recipe: {schedule["source"]}.')
     recipe = recipe_line(row)

@@ -18,7 +18,9 @@ def finished(name: str) -> bool:
 
 ITER_LINE = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+), lr:.*time \(data\): ([0-9.]+)')
 VALIDATION = re.compile(r'Validation (\w+)\n\t # psnr: ([0-9.]+).*\n\t # ssim: ([0-9.]+)')
-TEACHER = re.compile(r'Teacher \(network_t\) on (\w+): psnr: ([0-9.]+), ssim: ([0-9.]+)')
+# the teacher's validation (kdplugins' DistillModel): once for a frozen network_t, at every validation for CSD's
+# width-1.0 network
+TEACHER = re.compile(r'Teacher \(([^)]*)\) on (\w+): psnr: ([0-9.]+), ssim: ([0-9.]+)')
 
 
 def read_log(name: str) -> str:
@@ -36,13 +38,17 @@ def last_iteration(name: str) -> int:
 
 
 def history(name: str) -> Dict[str, List[Tuple[int, float, float]]]:
-    """``{dataset: [(iter, psnr, ssim), ...]}`` from the validations in the log (the last iter logged before each)."""
+    """``{dataset: [(iter, psnr, ssim), ...]}`` from the validations in the log (the last iter logged before each);
+    the teacher's validations as ``{dataset}_teacher``."""
     log = read_log(name)
     curves: Dict[str, Dict[int, Tuple[float, float]]] = {}
-    for match in VALIDATION.finditer(log):
+    matches = [(m, m.group(1)) for m in VALIDATION.finditer(log)]
+    matches += [(m, f'{m.group(2)}_teacher') for m in TEACHER.finditer(log)]
+    for match, dataset in matches:
         before = ITER_LINE.findall(log[:match.start()])
         iteration = int(before[-1][0].replace(',', '')) if before else 0
-        curves.setdefault(match.group(1), {})[iteration] = (float(match.group(2)), float(match.group(3)))
+        curves.setdefault(dataset, {})[iteration] = (float(match.group(match.re.groups - 1)),
+                                                     float(match.group(match.re.groups)))
     return {dataset: [(i, *values) for i, values in sorted(points.items())] for dataset, points in curves.items()}
 
 
@@ -74,5 +80,5 @@ def step_time(name: str) -> Optional[float]:
 
 
 def teacher_scores(name: str) -> Dict[str, Tuple[float, float]]:
-    """``{dataset: (psnr, ssim)}`` of the teacher, as logged before training."""
-    return {dataset: (float(psnr), float(ssim)) for dataset, psnr, ssim in TEACHER.findall(read_log(name))}
+    """``{dataset: (psnr, ssim)}`` of the teacher (its last validation)."""
+    return {dataset: (float(psnr), float(ssim)) for _, dataset, psnr, ssim in TEACHER.findall(read_log(name))}

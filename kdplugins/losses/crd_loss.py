@@ -173,6 +173,10 @@ class CRDLoss(nn.Module):
     batch (``PairedImageDatasetWithIndex``), ``generator`` draws the negatives.
     """
 
+    # given by the distillation model (kdplugins/distill/loss_inputs.py)
+    BUILD_INPUTS = ('student_channels', 'teacher_channels', 'num_train_images')
+    STEP_INPUTS = ('index', 'generator')
+
     def __init__(self,
                  student_channels: int,
                  teacher_channels: int,

@@ -24,6 +24,8 @@ class FitNetLoss(nn.Module):
         loss_weight: weight of the term (default 1).
     """
 
+    BUILD_INPUTS = ('student_channels', 'teacher_channels')  # given by the model (kdplugins/distill/loss_inputs.py)
+
     def __init__(self, student_channels: int, teacher_channels: int, loss_weight: float = 1.0):
         super().__init__()
         self.regressor = conv1x1_connector(student_channels, teacher_channels)

@@ -6,9 +6,10 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from collections import OrderedDict
 from typing import Optional
 
-from kdplugins.distill.invertible_augment import InvertibleAugment
+from kdplugins.distill.invertible_augment import OPERATIONS, InvertibleAugment
 from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
 from kdplugins.models.kd_model import KDModel
+from kdplugins.utils.declared_options import Option, defaults, read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
@@ -17,19 +18,21 @@ from kdplugins.utils.registry import register
 # sample (App. A.1's "randomly cropping"); hflip, vflip and rot90 at 0.5 each, which draws the 8 flips and rotations
 # of the square uniformly (each combination is a distinct one), and inversion at 0.5; on both auxiliary samples.
 # The authors' earlier code (DUKD) is the option set DUKD_LABEL_CONSISTENCY (docs/augkd.md).
-AUGKD_DEFAULTS = {
-    'n_zoom_in': 1,
-    'zoom_in_non_overlapping': False,
-    'zoom_out': True,
-    'zoom_out_min_size': 1,
-    'label_consistency': {
-        'hflip': 0.5,
-        'vflip': 0.5,
-        'rot90': 0.5,
-        'invert': 0.5
-    },
-    'label_consistency_samples': ['zoom_in', 'zoom_out'],
+AUXILIARY_SAMPLES = ('zoom_in', 'zoom_out')
+UNIFORM_FLIPS_ROTATIONS_INVERSION = {'hflip': 0.5, 'vflip': 0.5, 'rot90': 0.5, 'invert': 0.5}
+# yapf: disable
+AUGKD_OPTIONS = {
+    'n_zoom_in': Option(1, minimum=0, help='zoom-in crops per sample'),
+    'zoom_in_non_overlapping': Option(False, help='crops from distinct cells of a grid of LR-sized cells'),
+    'zoom_out': Option(True, help='the MATLAB-bicubic zoom-out sample'),
+    'zoom_out_min_size': Option(1, minimum=1, help='smallest zoomed-out side; below it zoom-out is skipped'),
+    'label_consistency': Option(UNIFORM_FLIPS_ROTATIONS_INVERSION, choices=OPERATIONS, minimum=0, maximum=1,
+                                help='{operation: probability} of F; {} switches it off'),
+    'label_consistency_samples': Option(list(AUXILIARY_SAMPLES), choices=AUXILIARY_SAMPLES,
+                                        help='the auxiliary samples whose student input is augmented'),
 }
+# yapf: enable
+AUGKD_DEFAULTS = defaults(AUGKD_OPTIONS)
 # DUKD's code: inversion, horizontal and vertical flips and transpose, 0.3 each, on the zoom-in samples only
 DUKD_LABEL_CONSISTENCY = {
     'label_consistency': {
@@ -40,7 +43,6 @@ DUKD_LABEL_CONSISTENCY = {
     },
     'label_consistency_samples': ['zoom_in'],
 }
-AUXILIARY_SAMPLES = ('zoom_in', 'zoom_out')
 
 
 @register(MODEL_REGISTRY)
@@ -59,9 +61,9 @@ class AugKDModel(KDModel):
 
     ``l_augkd_zi + l_augkd_zo`` is ``λ_augkd L_augkd`` of Eq. 3 (with several zoom-in crops, the zoom-in term is the
     mean over all crops). LR and zoom-in crops have the same shape and go through the student in one call and
-    through the teacher in one call; ``S(LR)`` is computed last so that feature taps see the LR batch.
+    through the teacher in one call, whose recorded features give the feature losses of the LR samples.
 
-    Options (``train.augkd``, defaults in :data:`AUGKD_DEFAULTS`): ``n_zoom_in``, ``zoom_in_non_overlapping``
+    Options (``train.augkd``, declared in :data:`AUGKD_OPTIONS`): ``n_zoom_in``, ``zoom_in_non_overlapping``
     (crops from distinct cells of a grid of LR-sized cells, at most ``scale^2``), ``zoom_out``,
     ``zoom_out_min_size`` (zoom-out is skipped, with one warning, when the zoomed-out patch is smaller),
     ``label_consistency`` (``{name: probability}``, names ``hflip``, ``vflip``, ``rot90``, ``rot180``, ``rot270``,
@@ -70,32 +72,21 @@ class AugKDModel(KDModel):
     ``train.augkd_opt``: the loss of the auxiliary terms (default ``{type: L1Loss, loss_weight: 1}``).
     """
 
-    TRAIN_OPTIONS = {**KDModel.TRAIN_OPTIONS, 'augkd': AUGKD_DEFAULTS, 'augkd_opt': None}
+    TRAIN_OPTIONS = {**KDModel.TRAIN_OPTIONS, 'augkd': AUGKD_OPTIONS, 'augkd_opt': None}
 
-    def init_training_settings(self) -> None:
+    def setup_method(self) -> None:
         self.augkd = self.augkd_options()
         self.augment = InvertibleAugment(self.augkd['label_consistency'])
         augkd_opt = self.opt['train'].get('augkd_opt') or {'type': 'L1Loss', 'loss_weight': 1.0}
         self.cri_augkd = build_loss(dict(augkd_opt)).to(self.device)
         self._zoom_out_warned = False
-        super().init_training_settings()
+        super().setup_method()
         self.check_zoom_out_size()
 
     def augkd_options(self) -> dict:
-        given = dict(self.opt['train'].get('augkd') or {})
-        unknown = sorted(set(given) - set(AUGKD_DEFAULTS))
-        if unknown:
-            raise ValueError(f'Unknown option(s) train.augkd.{unknown}; valid options: {", ".join(AUGKD_DEFAULTS)}.')
-        options = {**AUGKD_DEFAULTS, **given}
+        options = read_block(self.opt['train'].get('augkd'), AUGKD_OPTIONS, 'train.augkd')
         options['label_consistency'] = dict(options['label_consistency'] or {})
-        samples = list(options['label_consistency_samples'] or [])
-        if not set(samples) <= set(AUXILIARY_SAMPLES):
-            raise ValueError(f'train.augkd.label_consistency_samples: {samples} must be a list of '
-                             f'{", ".join(AUXILIARY_SAMPLES)} (the auxiliary samples whose student input is '
-                             'augmented).')
-        options['label_consistency_samples'] = samples
-        if int(options['n_zoom_in']) < 0:
-            raise ValueError(f'train.augkd.n_zoom_in must be >= 0, got {options["n_zoom_in"]}.')
+        options['label_consistency_samples'] = list(options['label_consistency_samples'] or [])
         scale = int(self.opt['scale'])
         if options['zoom_in_non_overlapping'] and int(options['n_zoom_in']) > scale**2:
             raise ValueError(f'train.augkd.n_zoom_in is {options["n_zoom_in"]} but only scale^2 = {scale**2} '
@@ -166,16 +157,16 @@ class AugKDModel(KDModel):
             losses['l_augkd_zo'] = self.cri_augkd(out_zo, self.teacher_forward(lq_zo))
         lq_zi = self.zoom_in_samples()
         flags = self.draw_augmentations(lq_zi.size(0), 'zoom_in')
-        output = self.net_g(torch.cat([self.lq, self.augment.apply(lq_zi, flags)]))
-        teacher_output = self.teacher_forward(torch.cat([self.lq, lq_zi]))
+        with self.student_taps.recording() as student_features:
+            output = self.net_g(torch.cat([self.lq, self.augment.apply(lq_zi, flags)]))
+        with self.teacher_taps.recording() as teacher_features:
+            teacher_output = self.teacher_forward(torch.cat([self.lq, lq_zi]))
         self.output = output[:batch]
-        if self.cri_pix is not None:
-            losses['l_pix'] = self.cri_pix(self.output, self.gt)
-        if self.cri_kd is not None:
-            losses['l_kd'] = self.cri_kd(self.output, teacher_output[:batch])
+        losses.update(self.reconstruction_terms(teacher_output[:batch]))
         if lq_zi.size(0):
             losses['l_augkd_zi'] = self.cri_augkd(self.augment.invert(output[batch:], flags), teacher_output[batch:])
-        losses.update(self.feature_losses())
+        # the feature losses of the LR batch (the first ``batch`` samples of the recorded forward)
+        losses.update(self.feature_loss_terms(student_features, teacher_features, batch))
         return losses
 
     def zoom_in_samples(self) -> torch.Tensor:

@@ -9,13 +9,12 @@ from torch import nn
 from typing import List
 
 from kdplugins.distill.recorder import FeatureRecorder
-from kdplugins.distill.speed import speed_options
 from kdplugins.memsr.convert import DEFAULT_OFFSET, Pieces, convert_edsr, edsr_parts, teacher_plain_forward
 from kdplugins.memsr.winning_init import check_student_widths
 from kdplugins.models.kd_model import KDModel
+from kdplugins.utils.declared_options import Option, read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
-from kdplugins.utils.train_state import broadcast_from_rank0
 
 
 def distill_weight(lam: float, epsilon: float, current_iter: int, total_iter: int) -> float:
@@ -31,8 +30,13 @@ def layer_mse(prediction: torch.Tensor, pieces: Pieces) -> torch.Tensor:
     return total / prediction.numel()
 
 
-# train.memsr (MemSR Sec. 4: lambda 0.3, C = offset 1000; Table 7: epsilon 1e-5); bridges: Algorithm 1's file or None
-MEMSR_DEFAULTS = {'bridges': None, 'lambda': 0.3, 'epsilon': 1e-5, 'offset': DEFAULT_OFFSET}
+# train.memsr (MemSR Sec. 4: lambda 0.3, C = offset 1000; Table 7: epsilon 1e-5)
+MEMSR_OPTIONS = {
+    'bridges': Option(None, help="Algorithm 1's file (scripts/memsr_init.py) or null: random bridges"),
+    'lambda': Option(0.3, minimum=0, help='λ of Eq. 14; 0 switches the distillation off'),
+    'epsilon': Option(1e-5, minimum=0, help='ε of Eq. 14'),
+    'offset': Option(float(DEFAULT_OFFSET), minimum=0, help="Prop. 3.6's C; must match the init file"),
+}
 
 
 @register(MODEL_REGISTRY)
@@ -59,24 +63,16 @@ class MemSRModel(KDModel):
         **{
             k: v
             for k, v in KDModel.TRAIN_OPTIONS.items() if k != 'feature_losses'
-        }, 'memsr': MEMSR_DEFAULTS
+        }, 'memsr': MEMSR_OPTIONS
     }
+    FP32_TEACHER_REASON = ("its distillation targets are the features of the teacher's exact plain equivalent "
+                           '(Prop. 3.6), computed in fp32.')
 
-    def setup_speed(self) -> None:
-        if speed_options(self.opt['train'])['teacher_precision'] != 'fp32':
-            raise ValueError("train.speed.teacher_precision must be fp32 for MemSRModel: its distillation targets are "
-                             "the features of the teacher's exact plain equivalent (Prop. 3.6), computed in fp32.")
-        super().setup_speed()
-
-    def setup_distillation(self) -> None:
-        if self.feature_loss_opts:
+    def setup_method(self) -> None:
+        if self.opt['train'].get('feature_losses'):
             raise ValueError('MemSRModel has its own feature distillation (train.memsr); remove train.feature_losses.')
-        super().setup_distillation()
-        memsr_opt = dict(self.opt['train'].get('memsr') or {})
-        unknown = set(memsr_opt) - set(MEMSR_DEFAULTS)
-        if unknown:
-            raise ValueError(f'train.memsr: unknown options {sorted(unknown)}; known: {", ".join(MEMSR_DEFAULTS)}.')
-        memsr_opt = {**MEMSR_DEFAULTS, **memsr_opt}
+        super().setup_method()
+        memsr_opt = read_block(self.opt['train'].get('memsr'), MEMSR_OPTIONS, 'train.memsr')
         self.memsr_lambda = float(memsr_opt['lambda'])
         self.memsr_epsilon = float(memsr_opt['epsilon'])
         self.memsr_offset = float(memsr_opt['offset'])
@@ -91,10 +87,9 @@ class MemSRModel(KDModel):
         bridges = nn.ModuleList(nn.Conv2d(r, c, 1) for r, c in zip(self.student_widths, teacher_widths))
         if memsr_opt.get('bridges'):
             self.load_bridges(bridges, memsr_opt['bridges'])
-        self.net_distill['memsr_bridges'] = bridges.to(self.device)
-        broadcast_from_rank0(self.net_distill)  # random bridges differ between ranks
+        self.add_distill_modules({'memsr_bridges': bridges})
         layers = [f'body.{i}' for i in range(len(self.student_widths))]
-        self.memsr_recorder = FeatureRecorder(self.net_g, layers, 'student (network_g)')
+        self.memsr_taps = self.taps(FeatureRecorder(self.net_g, layers, 'student (network_g)'))
 
     def load_bridges(self, bridges: nn.ModuleList, path: str) -> None:
         """Bridges ``M_i`` of Algorithm 1 from a ``scripts/memsr_init.py`` file, checked against the run."""
@@ -138,21 +133,21 @@ class MemSRModel(KDModel):
 
     def compute_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
         """Eq. 14: ``l_pix`` (Eq. 13), optional ``l_kd``, and ``l_memsr = lambda eps^alpha L_distill`` (Eq. 12)."""
-        self.output = self.net_g(self.lq)
+        if self.memsr_lambda:
+            with self.memsr_taps.recording() as student_features:
+                self.output = self.net_g(self.lq)
+        else:
+            self.output = self.net_g(self.lq)
         layer_losses: List[torch.Tensor] = []
 
         def distill(i: int, pieces: Pieces) -> None:
-            bridge = self.net_distill['memsr_bridges'][i]
+            bridge = self.distill_modules['memsr_bridges'][i]
             with torch.enable_grad():
-                layer_losses.append(layer_mse(bridge(self.memsr_recorder.features[f'body.{i}']), pieces))
+                layer_losses.append(layer_mse(bridge(student_features[f'body.{i}']), pieces))
 
         on_layer = distill if self.memsr_lambda else None
         teacher_output = self.teacher_plain_features(self.lq, on_layer)
-        losses = OrderedDict()
-        if self.cri_pix is not None:
-            losses['l_pix'] = self.cri_pix(self.output, self.gt)
-        if self.cri_kd is not None:
-            losses['l_kd'] = self.cri_kd(self.output, teacher_output)
+        losses = self.reconstruction_terms(teacher_output)
         if layer_losses:
             weight = distill_weight(self.memsr_lambda, self.memsr_epsilon, current_iter,
                                     self.opt['train']['total_iter'])

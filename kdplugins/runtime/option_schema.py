@@ -2,38 +2,28 @@
 
 Declarations: the keys basicsr 1.4.2 reads at each level (``BASICSR_*`` below, from its ``train.py``, ``models``,
 ``data`` and ``utils``), the ``train`` options of each model (``TRAIN_OPTIONS`` of ``SRModel`` here and of each
-kdplugins model class, whose nested blocks are the very defaults dicts the models read: ``AUGKD_DEFAULTS``,
-``CSD_DEFAULTS``, ``MEMSR_DEFAULTS``), and the constructor signatures of registered archs and losses. Levels whose
-reader is not known (a model, dataset or arch of another project) are not checked key by key.
+kdplugins model class, whose nested blocks are the very declarations the models read with
+:func:`kdplugins.utils.declared_options.read_block`: ``AUGKD_OPTIONS``, ``CSD_OPTIONS``, ``MEMSR_OPTIONS``,
+``CROSSKD_OPTIONS``, ``SPEED_OPTIONS``), and the constructor signatures of registered archs and losses
+(:func:`~kdplugins.utils.declared_options.signature_block`). Levels whose reader is not known (a model, dataset
+or arch of another project) are not checked key by key.
 
 :func:`option_problems` returns every problem found (not only the first); :mod:`kdplugins.runtime.option_checks`
 raises them together before anything is built. Every device.
 """
-import difflib
-import inspect
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from typing import Dict, Iterable, List, Mapping, Optional
 
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_PAIRED_DATASET, BASICSR_PATH_FIXED,
                                              BASICSR_PATH_PREFIXES, BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL,
                                              SR_TRAIN_OPTIONS)
+from kdplugins.utils.declared_options import block_problems, close_names, signature_block, type_problem, unknown_keys
 
 KDPLUGINS_TOP_LEVEL = {'resume_position', 'custom_imports'}  # resume_position: written by kdplugins at run time
 KDPLUGINS_PATH = {'strip_prefix_t'}
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
-
-
-def close_names(name: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(valid), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(close)}?)" if close else ''
-
-
-def unknown_keys(given: Mapping, valid: Iterable[str], where: str) -> List[str]:
-    valid = set(valid)
-    return [
-        f'{where}.{key}: unknown option{close_names(str(key), valid)}. Valid options: {", ".join(sorted(valid))}.'
-        for key in given if key not in valid
-    ]
+# loss options whose constructor keywords the model fills in itself (CSD: the weight and the detached positive)
+PROVIDED_BY_MODEL = {'contrastive_opt': ('loss_weight', 'detach_positive')}
 
 
 def train_options_of(model_type: str) -> Optional[Dict[str, object]]:
@@ -45,19 +35,13 @@ def train_options_of(model_type: str) -> Optional[Dict[str, object]]:
     return None
 
 
-def constructor_arguments(cls) -> Optional[set]:
-    """Keyword arguments of ``cls`` (None when it takes ``**kwargs``: anything goes)."""
-    parameters = inspect.signature(cls).parameters
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return None
-    return set(parameters)
-
-
-def check_constructor(opt: Mapping, cls, where: str, extra: Iterable[str] = ()) -> List[str]:
-    accepted = constructor_arguments(cls)
-    if accepted is None:
+def check_constructor(opt: Mapping, cls, where: str, provided: Iterable[str] = ()) -> List[str]:
+    """``opt`` against the constructor of ``cls`` (its declaration: :func:`signature_block`); ``provided``: keywords
+    the caller fills in or reads itself."""
+    block = signature_block(cls, skip=provided)
+    if block is None:
         return []
-    return unknown_keys({k: v for k, v in opt.items() if k != 'type'}, accepted | set(extra), where)
+    return block_problems({k: v for k, v in opt.items() if k != 'type' and k not in provided}, block, where)
 
 
 def check_weights(opt: Mapping, where: str) -> List[str]:
@@ -75,29 +59,6 @@ def check_weights(opt: Mapping, where: str) -> List[str]:
     return problems
 
 
-def type_problem(value, default, where: str) -> List[str]:
-    """A value whose type differs from its declared default's (an int is a valid float; None: anything goes)."""
-    if default is None or value is None:
-        return []
-    expected = float if isinstance(default, float) else type(default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else (
-        isinstance(value, expected) and (expected is bool or not isinstance(value, bool)))
-    if ok:
-        return []
-    return [f'{where}: {value!r} is a {type(value).__name__}, expected a {expected.__name__} (default {default!r}).']
-
-
-def probability_problems(probabilities, where: str) -> List[str]:
-    from kdplugins.distill.invertible_augment import OPERATIONS
-    if not isinstance(probabilities, Mapping):
-        return []
-    problems = unknown_keys(probabilities, OPERATIONS, where)
-    for name, p in probabilities.items():
-        if isinstance(p, (int, float)) and not 0 <= p <= 1:
-            problems.append(f'{where}.{name}: probability {p} is outside [0, 1].')
-    return problems
-
-
 def check_train(opt: dict) -> List[str]:
     train = opt.get('train')
     if not isinstance(train, Mapping):
@@ -107,25 +68,22 @@ def check_train(opt: dict) -> List[str]:
     if declared is not None:
         problems += unknown_keys(train, declared, 'train')
         for key, default in declared.items():
-            if key in train:
+            if key not in train:
+                continue
+            if isinstance(default, Mapping):  # a declared block (train.augkd, train.csd, train.speed, ...)
+                problems += block_problems(train[key], default, f'train.{key}')
+            else:
                 problems += type_problem(train[key], default, f'train.{key}')
-            if isinstance(default, Mapping) and isinstance(train.get(key), Mapping):
-                problems += unknown_keys(train[key], default, f'train.{key}')
-                for sub_key, sub_default in default.items():
-                    if sub_key in train[key] and not isinstance(sub_default, Mapping):
-                        problems += type_problem(train[key][sub_key], sub_default, f'train.{key}.{sub_key}')
-        if isinstance(train.get('augkd'), Mapping) and 'label_consistency' in train['augkd']:
-            problems += probability_problems(train['augkd']['label_consistency'], 'train.augkd.label_consistency')
     for key, value in train.items():
         if key.endswith('_opt') and isinstance(value, Mapping) and value.get('type') in LOSS_REGISTRY:
-            problems += check_constructor(value, LOSS_REGISTRY.get(value['type']), f'train.{key}')
+            loss_cls = LOSS_REGISTRY.get(value['type'])
+            provided = PROVIDED_BY_MODEL.get(key, ()) + tuple(getattr(loss_cls, 'BUILD_INPUTS', ()))
+            problems += check_constructor(value, loss_cls, f'train.{key}', provided=provided)
     for i, loss_opt in enumerate(train.get('feature_losses') or []):
         if isinstance(loss_opt, Mapping) and loss_opt.get('type') in LOSS_REGISTRY:
-            problems += check_constructor(
-                loss_opt,
-                LOSS_REGISTRY.get(loss_opt['type']),
-                f'train.feature_losses[{i}]',
-                extra=('student_layer', 'teacher_layer'))
+            loss_cls = LOSS_REGISTRY.get(loss_opt['type'])
+            provided = ('student_layer', 'teacher_layer') + tuple(getattr(loss_cls, 'BUILD_INPUTS', ()))
+            problems += check_constructor(loss_opt, loss_cls, f'train.feature_losses[{i}]', provided=provided)
     return problems
 
 

@@ -1,0 +1,357 @@
+"""DistillModel: what every kdplugins model shares (the method models override only what their paper changes)."""
+import os
+import torch
+import weakref
+import torch.distributed as dist
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.dist_util import master_only
+from collections import OrderedDict
+from torch import nn
+from typing import Dict, Optional, TypeVar, Union
+
+from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
+from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision, compile_in_place, to_channels_last
+from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
+from kdplugins.runtime.safe_checkpoints import save_checkpoint_file
+from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
+from kdplugins.utils.declared_options import read_block
+from kdplugins.utils.modules import bare_module
+from kdplugins.utils.padding import forward_padded
+from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,
+                                         tensors_digest)
+
+Taps = TypeVar('Taps', bound=Union[FeatureRecorder, InputSubstitution])
+
+
+class DistillModel(SRModel):
+    """A student ``network_g`` trained as in ``SRModel``, an optional frozen teacher, trainable distillation modules,
+    and the machinery every method needs. Not registered: a method subclasses it and overrides
+
+    - :meth:`setup_method` (its losses and modules, after the teacher, the EMA copy and the pixel loss exist),
+    - :meth:`compute_losses` (the weighted terms of one step; one backward pass, one optimizer step),
+    - for a method without a frozen ``network_t`` (CSD): ``HAS_FROZEN_TEACHER = False`` and :meth:`teacher_output`.
+
+    Shared here: ``self.rng`` (a generator on the training device seeded with ``manual_seed + rank``: a method's
+    randomness must come from it; its state is saved per rank with Python's, NumPy's and torch's, so a resumed run
+    repeats an uninterrupted one exactly); the teacher (:func:`~kdplugins.distill.teacher.build_teacher`, never trained,
+    saved or DDP-wrapped) and its check against bicubic before iteration 1; EMA; ``train.speed``; one optimizer over
+    the student and ``distill_modules``; non-finite losses; gradient averaging of ``distill_modules`` under DDP; the
+    teacher's validation, logged as ``Teacher (...) on <set>`` and as ``metrics/<set>/teacher_<metric>`` (datasets are
+    never renamed); atomic training states holding ``distill_modules``, every rank's generator state and the gradient
+    scaler; ``check_rank_sync``.
+
+    Options (``train``, besides ``SRModel``'s): ``check_rank_sync`` (compare digests of the student and
+    ``distill_modules`` of all ranks at each checkpoint), ``skip_nonfinite_batches`` (a NaN / infinite term stops the
+    run naming the term and the iteration, or, when true, skips that batch on every rank), ``speed``
+    (:mod:`kdplugins.distill.speed`); with a frozen teacher also ``teacher_img_range`` (255 for [0, 255] teachers)
+    and ``teacher_check`` (false skips the bicubic check).
+    """
+
+    TRAIN_OPTIONS = {
+        **SR_TRAIN_OPTIONS, 'check_rank_sync': False,
+        'skip_nonfinite_batches': False,
+        'speed': SPEED_OPTIONS
+    }
+    TEACHER_TRAIN_OPTIONS = {'teacher_img_range': 1.0, 'teacher_check': True}
+    HAS_FROZEN_TEACHER = True
+    # why the teacher must stay fp32 (train.speed.teacher_precision), or None when it may run in bf16 / fp16
+    FP32_TEACHER_REASON: Optional[str] = None
+
+    # ----------------------------------------------------------------------------------------------------------
+    # setup
+    def init_training_settings(self) -> None:
+        self.net_g.train()
+        self.rng = torch.Generator(device=self.device)
+        self.rng.manual_seed(int(self.opt.get('manual_seed') or 0) + int(self.opt.get('rank', 0)))
+        self.net_t = build_teacher(self.opt, self.device) if self.HAS_FROZEN_TEACHER else None
+        if self.net_t is not None:
+            self.check_teacher()
+        self.setup_ema()
+        self.cri_pix = self.build_pixel_loss()
+        # the distillation modules that learn or keep state (feature losses with their connectors and banks,
+        # MemSR's bridges): trained with the student, saved in the training state, resumed
+        self.distill_modules = nn.ModuleDict()
+        self.setup_method()
+        self.setup_speed()
+        self.setup_optimizers()
+        self.setup_schedulers()
+        self._teacher_validated = set()
+
+    def build_pixel_loss(self) -> Optional[nn.Module]:
+        """``train.pixel_opt`` (student vs HR), or None."""
+        pixel_opt = self.opt['train'].get('pixel_opt')
+        return build_loss(dict(pixel_opt)).to(self.device) if pixel_opt else None
+
+    def setup_method(self) -> None:
+        """The method's losses and modules (``self.distill_modules`` for trainable ones)."""
+        raise NotImplementedError
+
+    def add_distill_modules(self, modules: Dict[str, nn.Module]) -> None:
+        """Add trainable distillation modules, moved to the device and made equal on all ranks (ranks are seeded
+        differently)."""
+        for name, module in modules.items():
+            self.distill_modules[name] = module
+        self.distill_modules.to(self.device)
+        broadcast_from_rank0(self.distill_modules)
+
+    def setup_speed(self) -> None:
+        """``train.speed``: layout of networks and batches, the step's precision, the teacher's precision."""
+        self.speed = read_block(self.opt['train'].get('speed'), SPEED_OPTIONS, 'train.speed')
+        if self.speed['teacher_precision'] != 'fp32' and self.FP32_TEACHER_REASON:
+            raise ValueError(f'train.speed.teacher_precision must be fp32 for {type(self).__name__}: '
+                             f'{self.FP32_TEACHER_REASON}')
+        self.precision = MixedPrecision(self.speed['precision'], self.device)
+        if self.speed['channels_last']:
+            to_channels_last([self.net_g, getattr(self, 'net_g_ema', None), self.net_t, self.distill_modules])
+        if self.speed['teacher_precision'] != 'fp32':
+            self.net_t.to(DTYPES[self.speed['teacher_precision']])
+        networks = {'student': bare_module(self.net_g), 'teacher': self.net_t}
+        for name in self.speed['compile'] or []:
+            if networks[name] is None:
+                raise ValueError(f'train.speed.compile: {type(self).__name__} has no separate {name} network; '
+                                 f'remove {name} from the list.')
+            compile_in_place(networks[name], self.speed['compile_backend'])
+
+    def check_teacher(self) -> None:
+        """Stop before the first iteration when the teacher does worse than bicubic upscaling on the first pairs of
+        the first validation set (``train.teacher_check: false`` skips it; no validation set: nothing to check)."""
+        val_opts = [o for phase, o in (self.opt.get('datasets') or {}).items() if phase.split('_')[0] == 'val']
+        if not self.opt['train'].get('teacher_check', True) or not val_opts:
+            return
+        from basicsr.data import build_dataset
+        dataset = build_dataset(dict(val_opts[0]))
+        scale = int(self.opt['scale'])
+        teacher, bicubic = teacher_and_bicubic_psnr(self.net_t, dataset, scale, self.device)
+        logger = get_root_logger()
+        logger.info(f'Teacher check on {val_opts[0]["name"]}: teacher {teacher:.2f} dB, bicubic {bicubic:.2f} dB '
+                    '(PSNR-Y of the first pairs).')
+        if teacher < bicubic:
+            path_opt = self.opt['path']
+            raise ValueError(
+                f'The teacher (network_t) scores {teacher:.2f} dB on the first pairs of {val_opts[0]["name"]}, below '
+                f'bicubic upscaling ({bicubic:.2f} dB): it is not the trained teacher it should be. Likely causes: '
+                f'the value range (network_t img_range, train.teacher_img_range = '
+                f'{self.opt["train"].get("teacher_img_range", 1)}: a [0, 255] arch scales inside, do not scale twice), '
+                f'keys that did not load (path.strict_load_t = {path_opt.get("strict_load_t", True)}, param_key_t = '
+                f'{path_opt.get("param_key_t", "params")!r}), or an arch / scale that does not match the checkpoint '
+                f'{path_opt.get("pretrain_network_t")!r}. To train against this teacher on purpose, set '
+                'train.teacher_check: false.')
+
+    def setup_ema(self) -> None:
+        """EMA copy of the student, as in ``SRModel`` (``train.ema_decay``)."""
+        self.ema_decay = self.opt['train'].get('ema_decay', 0)
+        if self.ema_decay <= 0:
+            return
+        get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
+        self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        load_path = self.opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
+        else:
+            self.model_ema(0)
+        self.net_g_ema.eval()
+
+    def setup_optimizers(self) -> None:
+        """One optimizer over the student and the trainable distillation modules (``optim_g``)."""
+        train_opt = self.opt['train']
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        params += [p for p in self.distill_modules.parameters() if p.requires_grad]
+        optim_opt = dict(train_opt['optim_g'])
+        optim_type = optim_opt.pop('type')
+        self.optimizer_g = self.get_optimizer(optim_type, params, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # training step
+    def feed_data(self, data: dict) -> None:
+        super().feed_data(data)
+        self.index = data['index'].to(self.device) if 'index' in data else None
+        if getattr(self, 'speed', None) and self.speed['channels_last']:
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+            if hasattr(self, 'gt'):
+                self.gt = self.gt.contiguous(memory_format=torch.channels_last)
+
+    def compute_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
+        """The weighted loss terms of one step, by logged name; sets ``self.output`` (the student on the LR batch)."""
+        raise NotImplementedError
+
+    def reconstruction_terms(self, teacher_output: Optional[torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+        """``l_pix = pixel_opt(S(LR), HR)`` and ``l_kd = kd_opt(S(LR), T(LR))`` of ``self.output`` (each when its
+        loss is set; AugKD Eq. 1-2)."""
+        losses = OrderedDict()
+        if self.cri_pix is not None:
+            losses['l_pix'] = self.cri_pix(self.output, self.gt)
+        if getattr(self, 'cri_kd', None) is not None:
+            losses['l_kd'] = self.cri_kd(self.output, teacher_output)
+        return losses
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad()
+        with self.precision.autocast():
+            losses = self.compute_losses(current_iter)
+        if not self.losses_are_finite(losses, current_iter):
+            self.log_dict = OrderedDict()
+            return
+        self.precision.backward(sum(losses.values()))
+        self.average_distill_gradients()
+        self.precision.step(self.optimizer_g)
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def losses_are_finite(self, losses: Dict[str, torch.Tensor], current_iter: int) -> bool:
+        """False when a term is NaN or infinite on any rank and ``train.skip_nonfinite_batches`` is set (the batch is
+        skipped on every rank, with a warning); raises otherwise, before the weights are touched, so the checkpoints
+        written so far stay the last good ones."""
+        finite = torch.stack([torch.isfinite(value.detach()).all() for value in losses.values()])
+        flag = (~finite).any().float()
+        if self.opt['dist']:
+            dist.all_reduce(flag)
+        if flag.item() == 0:  # one host synchronization per step (basicsr's logging makes several anyway)
+            return True
+        bad = [name for name, ok in zip(losses, finite.tolist()) if not ok]
+        where = ', '.join(bad) if bad else 'a term on another rank'
+        if self.opt['train'].get('skip_nonfinite_batches'):
+            get_root_logger().warning(f'Non-finite loss ({where}) at iteration {current_iter}: batch skipped '
+                                      '(train.skip_nonfinite_batches).')
+            return False
+        raise FloatingPointError(
+            f'Non-finite loss ({where}) at iteration {current_iter}. Training stopped before this step changed the '
+            f'weights; the last checkpoint in {self.opt["path"].get("models")} is the last good one. Check the loss '
+            'weights, the learning rate and the data, or set train.skip_nonfinite_batches: true to skip such batches.')
+
+    def average_distill_gradients(self) -> None:
+        """Average the gradients of the distillation modules over ranks (DDP only does it for ``net_g``)."""
+        if not self.opt['dist']:
+            return
+        grads = [p.grad for p in self.distill_modules.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # validation: the student as in SRModel, and the teacher under its own metric names
+    TEACHER_DESCRIPTION = 'network_t'  # how the logs name the teacher
+
+    def teacher_output(self, lq: torch.Tensor) -> torch.Tensor:
+        """The teacher's output for a validation image (no autograd, eval mode, [0, 1] range)."""
+        return forward_padded(self.net_t, lq, int(self.opt['scale']))
+
+    def teacher_changes(self) -> bool:
+        """Whether the teacher trains (validated at every validation) or is frozen (validated once per set)."""
+        return False
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
+        dataset_name = dataloader.dataset.opt['name']
+        if self.is_train and self.opt['val'].get('metrics') and (self.teacher_changes()
+                                                                 or dataset_name not in self._teacher_validated):
+            self._teacher_validated.add(dataset_name)
+            self.validate_teacher(dataloader, current_iter, tb_logger)
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def test(self) -> None:
+        """``SRModel.test`` with inputs padded to the student's window size (SwinIR; :func:`forward_padded`)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = forward_padded(net, self.lq, int(self.opt['scale']))
+        net.train(was_training)
+
+    def validate_teacher(self, dataloader, current_iter: int, tb_logger) -> Dict[str, float]:
+        """Metrics of the teacher on a validation set, logged as ``Teacher (<description>) on <set>: ...`` and as
+        ``metrics/<set>/teacher_<metric>``."""
+        metric_opts = self.opt['val']['metrics']
+        totals = {name: 0.0 for name in metric_opts}
+        for count, val_data in enumerate(dataloader, start=1):
+            with torch.no_grad():
+                output = self.teacher_output(val_data['lq'].to(self.device))
+            metric_data = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([val_data['gt']])}
+            for name, metric_opt in metric_opts.items():
+                totals[name] += calculate_metric(metric_data, metric_opt)
+        results = {name: total / count for name, total in totals.items()}
+        dataset_name = dataloader.dataset.opt['name']
+        get_root_logger().info(f'Teacher ({self.TEACHER_DESCRIPTION}) on {dataset_name}: ' +
+                               ', '.join(f'{name}: {value:.4f}' for name, value in results.items()))
+        if tb_logger:
+            for name, value in results.items():
+                tb_logger.add_scalar(f'metrics/{dataset_name}/teacher_{name}', value, current_iter)
+        return results
+
+    # ----------------------------------------------------------------------------------------------------------
+    # teardown
+    def taps(self, tap: Taps) -> Taps:
+        """Register a feature recorder or an input substitution of the model: its hooks are removed from the networks
+        when the model is garbage-collected (or by :meth:`remove_feature_taps`)."""
+        self._taps = getattr(self, '_taps', [])
+        self._taps.append(tap)
+        weakref.finalize(self, tap.remove)  # not __del__: a finalizer on the model kept DDP alive past gc.collect()
+        return tap
+
+    def remove_feature_taps(self) -> None:
+        """Remove the hooks of every registered tap from the networks (they cannot record again)."""
+        for tap in getattr(self, '_taps', []):
+            tap.remove()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # checkpoints and resume
+    def save(self, epoch: int, current_iter: int) -> None:
+        """Student (and EMA) weights as ``SRModel`` saves them; the training state also holds the distillation
+        modules and every rank's generator states. A frozen teacher is never saved."""
+        self._rng_states = gather_from_ranks(capture_rng_state(self.rng))
+        if self.opt['train'].get('check_rank_sync'):
+            self.check_rank_sync(current_iter)
+        super().save(epoch, current_iter)
+
+    def check_rank_sync(self, current_iter: int) -> None:
+        modules = [bare_module(self.net_g), self.distill_modules]
+        digests = gather_from_ranks(tensors_digest(modules))
+        logger = get_root_logger()
+        logger.info(f'Rank weight digests at iter {current_iter}: ' + ' '.join(digests))
+        if len(set(digests)) > 1:
+            raise RuntimeError(f'Ranks hold different student weights at iter {current_iter}: {digests}. '
+                               'The checkpoint of rank 0 has been kept; check for rank-dependent code paths.')
+
+    @master_only
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
+        """basicsr's training state plus ``distill_modules``, ``rng_states`` and ``grad_scaler``, written whole or
+        not at all (:func:`~kdplugins.runtime.safe_checkpoints.save_checkpoint_file`)."""
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'distill_modules': {
+                k: v.cpu()
+                for k, v in self.distill_modules.state_dict().items()
+            },
+            'rng_states': self._rng_states,
+            'grad_scaler': self.precision.state_dict(),
+        }
+        path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
+        save_checkpoint_file(state, path, self.opt, current_iter)
+
+    def resume_training(self, resume_state: dict) -> None:
+        super().resume_training(resume_state)
+        self.distill_modules.load_state_dict(resume_state.get('distill_modules', {}))
+        self.precision.load_state_dict(resume_state.get('grad_scaler'))
+        rng_states: Optional[list] = resume_state.get('rng_states')
+        world_size = self.opt.get('world_size', 1)
+        if rng_states is not None and len(rng_states) == world_size:
+            restore_rng_state(rng_states[self.opt.get('rank', 0)], self.rng)
+        else:
+            get_root_logger().warning(f'Resume: the training state holds generator states of '
+                                      f'{len(rng_states or [])} ranks, this run has {world_size}; random streams '
+                                      'restart from the seed, so the run will not repeat an uninterrupted one.')
