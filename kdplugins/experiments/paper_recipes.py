@@ -19,7 +19,8 @@ from typing import Dict, List, Optional, Tuple
 
 from kdplugins.losses.published_weights import (AT_WEIGHT_DEFAULT, CRD_WEIGHT_DEFAULT, CSD_LAMBDA_C_DEFAULT,
                                                 FAKD_WEIGHT_DEFAULT, RKD_WEIGHT_DEFAULT)
-from kdplugins.models.augkd_model import AUGKD_DEFAULTS
+from kdplugins.models.augkd_model import AUGKD_OPTIONS
+from kdplugins.utils.declared_options import defaults
 
 SCALES = (2, 3, 4)
 RGB_MEAN = [0.4488, 0.4371, 0.4040]  # DIV2K mean of BasicSR's EDSR / RCAN
@@ -224,7 +225,7 @@ METHODS = {
         'pixel': 1.0,
         'kd': 1.0,
         'augkd': 1.0,
-        'options': AUGKD_DEFAULTS,  # the model's defaults (docs/augkd.md); zoom-out off for SwinIR (App. A.1)
+        'options': defaults(AUGKD_OPTIONS),  # the model's defaults (docs/augkd.md); zoom-out off for SwinIR (App. A.1)
         'no_zoom_out': ('SwinIR', )
     },
     'CSD': {

@@ -9,7 +9,7 @@ from typing import Optional
 from kdplugins.distill.invertible_augment import OPERATIONS, InvertibleAugment
 from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
 from kdplugins.models.kd_model import KDModel
-from kdplugins.utils.declared_options import Option, defaults, read_block
+from kdplugins.utils.declared_options import Option, read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
@@ -32,7 +32,6 @@ AUGKD_OPTIONS = {
                                         help='the auxiliary samples whose student input is augmented'),
 }
 # yapf: enable
-AUGKD_DEFAULTS = defaults(AUGKD_OPTIONS)
 # DUKD's code: inversion, horizontal and vertical flips and transpose, 0.3 each, on the zoom-in samples only
 DUKD_LABEL_CONSISTENCY = {
     'label_consistency': {

@@ -11,7 +11,7 @@ from typing import Optional
 from kdplugins.archs.slimmable import SlimmableMixin
 from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 from kdplugins.models.distill_model import DistillModel
-from kdplugins.utils.declared_options import Option, defaults, read_block
+from kdplugins.utils.declared_options import Option, read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
@@ -22,7 +22,6 @@ CSD_OPTIONS = {
     'lambda_c': Option(CSD_LAMBDA_C_DEFAULT, minimum=0, help='λ_C, the contrastive term; 0 is joint training (J-T)'),
     'detach_teacher': Option(True, help='false is CSD-B (the contrastive gradient reaches the teacher)'),
 }
-CSD_DEFAULTS = defaults(CSD_OPTIONS)
 CONTRASTIVE_DEFAULTS = {'type': 'CSDContrastiveLoss', 'num_negatives': 10}
 
 

@@ -1,8 +1,8 @@
 """DistillModel: what every kdplugins model shares (the method models override only what their paper changes)."""
 import os
 import torch
-import weakref
 import torch.distributed as dist
+import weakref
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric

@@ -12,7 +12,7 @@ Installed by ``python -m kdplugins.train`` (:func:`install_safe_checkpoints`); a
    that may pass (an I/O hiccup on a network file system) are retried twice, 1 s apart, as basicsr did; a full disk,
    a missing folder or a refused permission are not.
 2. The model built by ``basicsr.train.build_model`` gets the same error for a ``save_training_state`` of its own
-   class (kdplugins' ``KDModel`` writes its state atomically itself; a failure there raised a bare ``OSError``).
+   class (kdplugins' models write theirs with :func:`save_checkpoint_file` already, on every path).
 3. ``SRModel.save`` writes the networks of iteration N before ``N.state``, and each write is complete before the next
    starts, so a crash at any moment leaves the pair of the last complete ``N.state`` resumable.
 4. ``basicsr.train.load_resume_state`` with ``--auto_resume`` tries the training states newest first and skips, with
@@ -189,8 +189,6 @@ def _checked_save_training_state(model) -> Callable:
             raise
         except Exception as error:  # noqa: B902
             path = os.path.join(model.opt['path']['training_states'], f'{current_iter}.state')
-            with contextlib.suppress(OSError):
-                os.remove(path + '.tmp')  # KDModel's temporary file
             raise write_error(path, error, model.opt, current_iter) from error
 
     return save_training_state
