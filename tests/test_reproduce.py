@@ -197,3 +197,15 @@ def test_paired_table_pairs_final_psnr_by_seed(tmp_path, monkeypatch):
     rows = report.paired_table([('kd', 'scratch')], [0, 1, 2, 3]).splitlines()
     assert rows[2] == ('| kd - scratch | Set5 | 3 | +0.2083 | 0.0722 | [+0.0291, +0.3876] | resolved for '
                        '| scratch missing for seed 3 |')
+
+
+def test_a_claim_is_resolved_only_where_every_set_agrees():
+    from kdplugins.experiments.statistics import RESOLVED_AGAINST, RESOLVED_FOR, compare_paired
+    b = {0: 29.0, 1: 29.1, 2: 29.2}
+    up = compare_paired({0: 29.10, 1: 29.22, 2: 29.31}, b, dataset='Set5')  # +0.10, +0.12, +0.11
+    mixed = compare_paired({0: 29.10, 1: 29.05, 2: 29.40}, b, dataset='Set14')  # +0.10, -0.05, +0.20
+    down = compare_paired({0: 28.90, 1: 28.98, 2: 29.09}, b, dataset='Set14')  # -0.10, -0.12, -0.11
+    assert (up.verdict, mixed.verdict, down.verdict) == (RESOLVED_FOR, report.NOT_RESOLVED, RESOLVED_AGAINST)
+    assert report.claim_verdict([up, up]) == RESOLVED_FOR
+    assert report.claim_verdict([down, down]) == RESOLVED_AGAINST
+    assert report.claim_verdict([up, mixed]) == report.claim_verdict([up, down]) == report.NOT_RESOLVED

@@ -375,9 +375,18 @@ CLAIMS = [
     ('memsr', 'MemSR: plain student, winning initialization + feature distillation',
      ['memsr_random', 'memsr_init_only', 'memsr'], 'memsr_random'),
 ]
-# the papers' comparisons other than against a claim's baseline: AugKD over KD, MemSR's distillation over its
-# initialization alone
-PAIRWISE = [('augkd', 'kd'), ('memsr', 'memsr_init_only')]
+# the papers' claims each table judges: (A, B, what "A - B > 0" would show), paired by seed; a claim's verdict line
+# lists them in this order
+COMPARISONS = {
+    'rfdn': [('kd', 'scratch', 'KD beats the student trained alone'),
+             ('augkd', 'kd', "AugKD beats KD (AugKD Table 2's headline)"),
+             ('augkd', 'scratch', 'AugKD beats the student trained alone'),
+             ('fakd', 'kd', 'FAKD+KD beats KD (three taps, converted weight)'),
+             ('crd', 'kd', 'CRD+KD beats KD (calibrated weight)'), ('fitnet', 'kd', 'FitNet+KD beats KD')],
+    'csd': [('csd', 'jt', 'CSD does not fall below J-T (with the untrained VGG-19: a stability check only)')],
+    'memsr': [('memsr', 'memsr_random', "the winning initialization beats random initialization (MemSR's claim)"),
+              ('memsr', 'memsr_init_only', 'feature distillation adds to the winning initialization')],
+}
 SINGLE_SEED = {'memsr_teacher'}
 # what a method needs before its options can be used (trained teachers, initialization files)
 PREPARE: Dict[str, Callable[[Dict[str, str]], None]] = {

@@ -11,12 +11,12 @@ import statistics
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.experiments.per_image import cached_per_image_psnr
-from kdplugins.experiments.reproduction import (BASELINE, CLAIMS, CSD, DIAGNOSTICS, METHODS, OPTIONS_DIR, PAIRWISE,
+from kdplugins.experiments.reproduction import (BASELINE, CLAIMS, COMPARISONS, CSD, DIAGNOSTICS, METHODS, OPTIONS_DIR,
                                                 RECIPE, base_options, memsr_network, rerun_name, run_name, run_seeds,
                                                 slim_edsr, with_rfdn_teacher)
 from kdplugins.experiments.reproduction_logs import feature_term_fraction, finished, history, step_time, teacher_scores
-from kdplugins.experiments.statistics import (MARKDOWN_HEADER, PairedComparison, compare_images_over_seeds,
-                                              compare_paired, markdown_row)
+from kdplugins.experiments.statistics import (MARKDOWN_HEADER, NOT_RESOLVED, PairedComparison,
+                                              compare_images_over_seeds, compare_paired, markdown_row)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -163,6 +163,34 @@ def paired_comparisons(pairs: List[Tuple[str, str]], seeds: List[int],
         compare_paired(final_psnr_by_seed(a, seeds, dataset), final_psnr_by_seed(b, seeds, dataset), a, b, dataset)
         for a, b in pairs for dataset in datasets
     ]
+
+
+def claim_verdict(comparisons: List[PairedComparison]) -> str:
+    """One verdict for a comparison measured on several sets: the sets' verdict when they agree, else
+    not resolved."""
+    verdicts = {c.verdict for c in comparisons}
+    return verdicts.pop() if len(verdicts) == 1 else NOT_RESOLVED
+
+
+def verdict_lines(key: str, seeds: List[int]) -> str:
+    """The claim's verdicts, one line per comparison of :data:`COMPARISONS`: the paired interval on each set and the
+    verdict (resolved for / against only where every set's interval excludes 0 on the same side)."""
+    lines = []
+    for a, b, question in COMPARISONS[key]:
+        comparisons = paired_comparisons([(a, b)], seeds)
+        cells = []
+        for c in comparisons:
+            if c.low is not None:
+                cells.append(f'{c.dataset} {c.mean:+.4f} [{c.low:+.4f}, {c.high:+.4f}]')
+            elif c.mean is not None:
+                cells.append(f'{c.dataset} {c.mean:+.4f} (one seed)')
+        n = min(c.n for c in comparisons)
+        if not n:
+            lines.append(f'* **{question}** ({a} - {b}): not measured yet (no seed trained for both).')
+            continue
+        lines.append(f'* **{question}** ({a} - {b}): {claim_verdict(comparisons)}; {", ".join(cells)} dB, '
+                     f'{n} paired seed{"s" if n > 1 else ""}.')
+    return '\n'.join(lines)
 
 
 def paired_table(pairs: List[Tuple[str, str]], seeds: List[int]) -> str:
@@ -378,6 +406,11 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
     student = RECIPE['student']
     sections = []
     for key, title, methods, baseline in CLAIMS:
+        first_line = ''
+        if key == 'csd' and CSD['vgg_weights'] == 'random':
+            first_line = ('**Stability check only**: the contrastive loss ran with an untrained VGG-19 (the ImageNet '
+                          "weights are not on this machine), so this table cannot show CSD's claim; that stays open "
+                          'here. It shows whether CSD falls below J-T.\n\n')
         table = method_table(methods, seeds)
         if 'jt' in methods:
             table += '\n\nThe teacher (width 1.0) of the same runs:\n\n' + method_table(
@@ -386,15 +419,14 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
             table = method_table(['memsr_teacher'], seeds) + '\n\nStudents:\n\n' + table
         curves = write_curves(key, methods + (['memsr_teacher'] if 'memsr' in methods else []), seeds, figures)
         plot = f'\n![PSNR against iteration: {title}]({curves})\n' if curves else ''
-        gains = '\n'.join([differences(methods, baseline, seeds)] +
-                          [differences([m, b], b, seeds) for m, b in PAIRWISE if m in methods])
-        pairs = [(m, baseline) for m in methods if m != baseline] + [(m, b) for m, b in PAIRWISE if m in methods]
+        pairs = [(a, b) for a, b, _ in COMPARISONS[key]]
+        gains = '\n'.join(differences([a, b], b, seeds) for a, b in pairs)
         sections.append(
-            f'## {title}\n\n{table}\n\nPSNR gain over {baseline} (and the paper\'s other comparisons), '
-            f'seed by seed:\n\n{gains or "n/a"}\n\nThe same gains paired by seed: mean difference of '
-            'the final PSNR-Y and its 95% Student t interval over seeds; a claim is resolved only where the '
-            f'interval excludes 0:\n\n{paired_table(pairs, seeds)}\n\nPer image (each image\'s PSNR-Y averaged over '
-            f'the paired seeds):\n\n{per_image_lines(pairs, seeds)}\n{plot}')
+            f'## {title}\n\n{first_line}Verdicts (mean paired difference of the final PSNR-Y and its 95% Student t '
+            f'interval over seeds; resolved only where the interval excludes 0 on both sets):\n\n'
+            f'{verdict_lines(key, seeds)}\n\n{table}\n\nThe comparisons per set:\n\n{paired_table(pairs, seeds)}\n\n'
+            f'Seed by seed:\n\n{gains or "n/a"}\n\nPer image (each image\'s PSNR-Y averaged over the paired seeds; '
+            f'{len(seeds)} seeds planned):\n\n{per_image_lines(pairs, seeds)}\n{plot}')
     text = f"""# Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
@@ -403,7 +435,8 @@ Recipe shared by every run: student `{student['type']}` ({student['num_feat']} f
 blocks), HR patch {RECIPE['gt_size']}x{RECIPE['gt_size']}, batch {RECIPE['batch_size']}, {RECIPE['total_iter']}
 iterations, Adam lr {RECIPE['lr']} halved at {RECIPE['milestones']} (MemSR students: the one-cycle schedule of
 options/train/MemSR), seeds {seeds}. Validation: PSNR/SSIM on Y, border 4, mean ± half the range over seeds, at the
-last iteration. Step time: median of the logged iteration times, relative to scratch.
+last iteration. Step time: median of the logged iteration times, relative to scratch (the runs shared the 2 cores
+with other work: indicative only; docs/augkd.md and docs/crd.md have step costs measured on their own).
 Teacher of the first table: pretrained RFDN x4 (PSNR / SSIM-Y: {teacher_line('kd', seeds)}); on the first 64
 training pairs, read as the students read them: {crops_teacher:.2f} dB PSNR-Y against {crops_bicubic:.2f} dB for
 MATLAB bicubic.
