@@ -21,7 +21,12 @@ from kdplugins.experiments.reproduction_report import calibration_table, write_r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--only', nargs='+', choices=list(METHODS), help='methods to run (default: all)')
-    parser.add_argument('--seeds', nargs='+', type=int, default=RECIPE['seeds'])
+    parser.add_argument(
+        '--recipe',
+        choices=['cpu', 'gpu'],
+        default='cpu',
+        help='cpu: the recipe of docs/reproduction.md; gpu: the larger one-GPU recipe (docs/results_gpu.md)')
+    parser.add_argument('--seeds', nargs='+', type=int, help="seeds (default: the recipe's)")
     parser.add_argument('--report-only', action='store_true', help='only rebuild docs/results.md from finished runs')
     parser.add_argument(
         '--calibration-table',
@@ -33,12 +38,10 @@ def main() -> None:
         help='train the selected runs (--only, --seeds) a second time, as <run>_rerun, to check that they reproduce')
     parser.add_argument('--vgg-weights', default=CSD['vgg_weights'], help="CSD's VGG-19 weights (default: random)")
     parser.add_argument(
-        '--total-iter',
-        type=int,
-        default=RECIPE['total_iter'],
-        help='iterations per run (a quick check of the pipeline; runs are named by it)')
+        '--total-iter', type=int, help="iterations per run (default: the recipe's; runs are named by it)")
     args = parser.parse_args()
-    configure(total_iter=args.total_iter, vgg_weights=args.vgg_weights)
+    configure(total_iter=args.total_iter, vgg_weights=args.vgg_weights, recipe=args.recipe)
+    args.seeds = args.seeds or RECIPE['seeds']
     enter_repository()
     if args.calibration_table:
         print(calibration_table(args.seeds))

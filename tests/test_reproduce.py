@@ -209,3 +209,24 @@ def test_a_claim_is_resolved_only_where_every_set_agrees():
     assert report.claim_verdict([up, up]) == RESOLVED_FOR
     assert report.claim_verdict([down, down]) == RESOLVED_AGAINST
     assert report.claim_verdict([up, mixed]) == report.claim_verdict([up, down]) == report.NOT_RESOLVED
+
+
+def test_the_gpu_recipe_builds_its_own_runs_and_report(tmp_path, monkeypatch):
+    """--recipe gpu: the larger student and batch, 6 workers, its own run names, report and efficiency cache; the
+    options pass the option checks and AugKD's zoom-out patch stays above RFDN's 15-pixel minimum."""
+    from kdplugins.runtime.option_schema import option_problems
+    monkeypatch.setattr(reproduction, 'RECIPE', dict(reproduction.RECIPE))
+    monkeypatch.setattr(report, 'RECIPE', reproduction.RECIPE)
+    reproduction.configure(recipe='gpu')
+    assert reproduction.run_name('augkd', 2) == 'reproduce_gpu_augkd_it1500_seed2'
+    assert report.efficiency_cache() == os.path.join('experiments', 'reproduce_gpu_efficiency.json')
+    assert reproduction.RECIPE['report'] == os.path.join('docs', 'results_gpu.md')
+    for method in ('scratch', 'kd', 'augkd'):
+        opt = options(method, 0)
+        train_set = opt['datasets']['train']
+        assert (train_set['batch_size_per_gpu'], train_set['num_worker_per_gpu']) == (16, 6)
+        assert opt['network_g']['num_feat'] == 64 and opt['train']['total_iter'] == 1500
+        assert option_problems({**opt, 'is_train': True}) == []
+    assert train_set['gt_size'] // reproduction.RECIPE['scale'] // reproduction.RECIPE['scale'] >= 15
+    with pytest.raises(ValueError, match='recipe must be cpu or gpu'):
+        reproduction.configure(recipe='tpu')

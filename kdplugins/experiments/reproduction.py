@@ -23,8 +23,19 @@ from typing import Callable, Dict, List, Optional
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
 from kdplugins.experiments.reproduction_logs import finished, last_iteration
 
-# the repository (this file is kdplugins/experiments/reproduction.py): the option files of options/train, the scripts
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+def find_root() -> str:
+    """The repository whose option files (options/train) and scripts the reproduction uses: the clone this package
+    sits in (an editable install), else the current directory when it is a kdplugins clone (a regular install run
+    from a clone); the package's parent otherwise (:func:`enter_repository` then stops with the fix)."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for candidate in (package_parent, os.getcwd()):
+        if os.path.isdir(os.path.join(candidate, 'options', 'train')):
+            return candidate
+    return package_parent
+
+
+ROOT = find_root()
 
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 DATA = os.path.join('datasets', 'reproduce')
@@ -56,7 +67,32 @@ RECIPE = {
     'lr': 5e-4,
     'milestones': [500],
     'val_freq': 100,
-    'seeds': [0, 1],
+    'seeds': [0, 1, 2, 3, 4],
+    'workers': 1,
+    'run_prefix': 'reproduce_',
+    'report': os.path.join('docs', 'results.md'),
+    'title': 'Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)',
+}
+# A larger recipe for one CUDA GPU (scripts/reproduce.py --recipe gpu --only scratch kd augkd): BasicSR's EDSR
+# baseline width with 8 blocks, batch 16, 1,500 iterations, 3 seeds: sized to stay under 8 minutes on one H200 for the
+# three methods (estimated from step costs; never run so far: no session had a GPU). Its runs are named
+# reproduce_gpu_*, its report is docs/results_gpu.md (a separate, labelled table). The LR patch stays 64: AugKD's
+# zoom-out of a 48-pixel patch (12 px) is below RFDN's 15-pixel minimum.
+GPU_RECIPE = {
+    'student': {
+        **RECIPE['student'], 'num_feat': 64,
+        'num_block': 8
+    },
+    'batch_size': 16,
+    'total_iter': 1500,
+    'lr': 2e-4,
+    'milestones': [1000],
+    'val_freq': 500,
+    'seeds': [0, 1, 2],
+    'workers': 6,
+    'run_prefix': 'reproduce_gpu_',
+    'report': os.path.join('docs', 'results_gpu.md'),
+    'title': 'GPU recipe (x4, T91 + BSD200, one CUDA GPU): scratch, KD and AugKD',
 }
 
 # CSD: student width and contrastive weight as in options/train/CSD; the negatives are the other LR images of the batch
@@ -134,7 +170,7 @@ def base_options(name: str, seed: int, data: Dict[str, str]) -> dict:
                 'gt_size': RECIPE['gt_size'],
                 'use_hflip': True,
                 'use_rot': True,
-                'num_worker_per_gpu': 1,
+                'num_worker_per_gpu': RECIPE['workers'],
                 'persistent_workers': True,
                 'batch_size_per_gpu': RECIPE['batch_size'],
                 'dataset_enlarge_ratio': 10
@@ -405,8 +441,9 @@ def iterations(method: str) -> int:
 
 
 def run_name(method: str, seed: int) -> str:
-    """``reproduce_<method>_it<iterations>_seed<seed>``: the folder under experiments/ (runs are named by length)."""
-    return f'reproduce_{method}_it{iterations(method)}_seed{seed}'
+    """``reproduce_<method>_it<iterations>_seed<seed>`` (``reproduce_gpu_...`` for the GPU recipe): the folder under
+    experiments/ (runs are named by length)."""
+    return f'{RECIPE["run_prefix"]}{method}_it{iterations(method)}_seed{seed}'
 
 
 def train(method: str, seed: int, data: Dict[str, str], name: Optional[str] = None) -> None:
@@ -452,9 +489,14 @@ def run_seeds(method: str, seeds: List[int]) -> List[int]:
 
 # ------------------------------------------------------------------------------------------------------------------
 # the command line's steps (scripts/reproduce.py)
-def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = None) -> None:
-    """Set CSD's VGG-19 weights and the iterations per run: a length other than the recipe's scales the milestones
-    and the validation interval with it (``val_freq`` at least 4)."""
+def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = None, recipe: str = 'cpu') -> None:
+    """Choose the recipe (``cpu``: :data:`RECIPE`; ``gpu``: :data:`GPU_RECIPE` over it), set CSD's VGG-19 weights and
+    the iterations per run: a length other than the recipe's scales the milestones and the validation interval with
+    it (``val_freq`` at least 4)."""
+    if recipe == 'gpu':
+        RECIPE.update(GPU_RECIPE)
+    elif recipe != 'cpu':
+        raise ValueError(f'recipe must be cpu or gpu, got {recipe!r}')
     if vgg_weights is not None:
         CSD['vgg_weights'] = vgg_weights
     if total_iter is not None and total_iter != RECIPE['total_iter']:
@@ -467,6 +509,9 @@ def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = Non
 
 def enter_repository() -> None:
     """Make :data:`ROOT` the current directory; stop if ``../shared/data`` (images and checkpoints) is missing."""
+    if not os.path.isdir(os.path.join(ROOT, 'options', 'train')):
+        raise SystemExit(f'{ROOT} is not a kdplugins clone (no options/train): run the reproduction from the root of '
+                         'a clone of the repository, which it reads option files and scripts from.')
     os.chdir(ROOT)
     if not os.path.isdir(SHARED):
         raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')

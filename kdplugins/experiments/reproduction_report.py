@@ -232,7 +232,11 @@ def per_image_lines(pairs: List[Tuple[str, str]], seeds: List[int]) -> str:
 
 # ------------------------------------------------------------------------------------------------------------------
 # efficiency of every student and teacher (the AIM 2020 protocol of kdplugins.utils.efficiency)
-EFFICIENCY_CACHE = os.path.join('experiments', 'reproduce_efficiency.json')
+
+
+def efficiency_cache() -> str:
+    """``experiments/<run prefix>efficiency.json``: one cache per recipe."""
+    return os.path.join('experiments', f'{RECIPE["run_prefix"]}efficiency.json')
 
 
 def efficiency_networks() -> Dict[str, dict]:
@@ -260,8 +264,9 @@ def efficiency_networks() -> Dict[str, dict]:
 def efficiency_rows() -> List[dict]:
     """Measured once (LR input 3x256x256, median of 5 forwards) and cached; delete the cache to measure again."""
     import json
-    if os.path.isfile(EFFICIENCY_CACHE):
-        with open(EFFICIENCY_CACHE) as f:
+    cache = efficiency_cache()
+    if os.path.isfile(cache):
+        with open(cache) as f:
             return json.load(f)
     import torch
 
@@ -278,7 +283,7 @@ def efficiency_rows() -> List[dict]:
             'runtime_ms': report.runtime_median_s * 1e3
         })
         print(f'efficiency: {label}: {rows[-1]}', flush=True)
-    with open(EFFICIENCY_CACHE, 'w') as f:
+    with open(cache, 'w') as f:
         json.dump(rows, f, indent=1)
     return rows
 
@@ -350,7 +355,7 @@ def write_curves(key: str, methods: List[str], seeds: List[int], figures: str) -
     if not all(panels.values()):
         return None
     curves_plot(panels, os.path.join(figures, f'psnr_{key}.png'), 'iteration', 'PSNR-Y [dB], mean over seeds')
-    return f'figures/results/psnr_{key}.png'
+    return f'figures/{os.path.basename(figures)}/psnr_{key}.png'
 
 
 def write_tradeoff(rows: List[dict], seeds: List[int], figures: str) -> Optional[str]:
@@ -369,7 +374,7 @@ def write_tradeoff(rows: List[dict], seeds: List[int], figures: str) -> Optional
     if len(points) < 2:
         return None
     tradeoff_plot(points, os.path.join(figures, 'tradeoff.png'), 'Set5 x4 PSNR-Y [dB]', 'CPU runtime, LR 256x256 [ms]')
-    return 'figures/results/tradeoff.png'
+    return f'figures/{os.path.basename(figures)}/tradeoff.png'
 
 
 def mean_of(scores: Dict[str, Dict[str, List[float]]], dataset: str) -> Optional[float]:
@@ -398,7 +403,8 @@ def teacher_line(method: str, seeds: List[int]) -> str:
 def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
     """``docs/results.md`` and its figures (``docs/figures/results/``) from the runs that finished; ``command`` is
     the command line quoted at its top."""
-    figures = os.path.join('docs', 'figures', 'results')
+    figures_name = os.path.splitext(os.path.basename(RECIPE['report']))[0]  # results, results_gpu
+    figures = os.path.join(os.path.dirname(RECIPE['report']), 'figures', figures_name)
     os.makedirs(figures, exist_ok=True)
     rows = efficiency_rows()
     crops_teacher, crops_bicubic = teacher_on_training_crops(data)
@@ -427,7 +433,7 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
             f'{verdict_lines(key, seeds)}\n\n{table}\n\nThe comparisons per set:\n\n{paired_table(pairs, seeds)}\n\n'
             f'Seed by seed:\n\n{gains or "n/a"}\n\nPer image (each image\'s PSNR-Y averaged over the paired seeds; '
             f'{len(seeds)} seeds planned):\n\n{per_image_lines(pairs, seeds)}\n{plot}')
-    text = f"""# Small-scale reproduction (x4, T91 + BSD200, 2 CPU cores)
+    text = f"""# {RECIPE['title']}
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
 
@@ -451,6 +457,6 @@ LR input 3x256x256, CPU (2 threads), CPU peak tensor memory (docs/efficiency.md)
 
 {efficiency_table(rows)}
 """ + (f'\n![Set5 PSNR against CPU runtime, marker area = peak memory]({tradeoff})\n' if tradeoff else '')
-    with open(os.path.join('docs', 'results.md'), 'w') as f:
+    with open(RECIPE['report'], 'w') as f:
         f.write(text)
-    print(f'wrote docs/results.md and {figures}/', flush=True)
+    print(f'wrote {RECIPE["report"]} and {figures}/', flush=True)
