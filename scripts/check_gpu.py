@@ -2,7 +2,7 @@
 
     python scripts/check_gpu.py [--iters 20] [--out gpu_check]
 
-For each method's example option file (KD, AugKD, CSD, CRD, FitNet, MemSR):
+For each method's example option file (KD, AugKD, CSD, CRD, FitNet, CrossKD, MemSR):
 
 1. trains it for ``--iters`` iterations as GPU users launch it: ``torchrun --nproc_per_node=<GPUs, at most 2> -m
    kdplugins.train -opt <file> --launcher pytorch`` with the file's own data workers (6 per GPU), batch and patch size,
@@ -45,6 +45,7 @@ METHODS = {
     'CSD': 'options/train/CSD/train_CSD_EDSR_x4.yml',
     'CRD': 'options/train/CRD/train_CRD_RFDN_EDSR_x4.yml',
     'FitNet': 'options/train/FeatureKD/train_FitNet_RFDN_EDSR_x4.yml',
+    'CrossKD': 'options/train/CrossKD/train_CrossKD_RFDN_EDSR_x4.yml',
     'MemSR': 'options/train/MemSR/train_MemSR_PlainM_x4_random.yml',
 }
 TRAIN_PHOTOS = ('astronaut.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png', 'ihc.png', 'chelsea.png')

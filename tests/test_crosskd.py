@@ -1,6 +1,7 @@
 """CrossKD: the student's features through the teacher's tail (kdplugins/models/crosskd_model.py)."""
 import glob
 import pytest
+import re
 import torch
 import torch.nn.functional as F
 from conftest import build, kd_options, run_module, save_teacher, train_batches, write_yaml
@@ -94,3 +95,21 @@ def test_crosskd_trains_through_the_cli_and_resumes_bitwise(tmp_path, tiny_lmdbs
         other = b['params'] if 'params' in b else b['distill_modules']
         assert tensors.keys() == other.keys() and len(tensors) > 0
         assert all(torch.equal(tensors[k], other[k]) for k in tensors), what
+
+
+def test_two_process_torchrun_keeps_the_connector_and_student_equal_on_both_ranks(tmp_path, tiny_lmdbs, teacher_path):
+    opt = crosskd_options(tiny_lmdbs, teacher_path, name='crosskd_ddp', check_rank_sync=True)
+    opt['val']['val_freq'] = 100
+    opt['datasets']['train']['batch_size_per_gpu'] = 2
+    run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'ddp.yml', opt)),
+        '--launcher',
+        'pytorch',
+        cwd=tmp_path,
+        torchrun=2)
+    digests = re.findall(r'Rank weight digests at iter (-?\d+): ([0-9a-f]{64}) ([0-9a-f]{64})',
+                         read_log(tmp_path, 'crosskd_ddp'))
+    assert [d[0] for d in digests] == ['2', '4', '-1']
+    assert all(rank0 == rank1 for _, rank0, rank1 in digests) and digests[0][1] != digests[1][1]
