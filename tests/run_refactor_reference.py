@@ -117,41 +117,39 @@ def runs(lmdbs: dict, teachers: dict) -> dict:
                 }]
             }),
         'csd':
-        tiny_options(
-            lmdbs, 'ref_csd', 'CSDModel', {
-                'type': 'SlimEDSR',
-                'num_in_ch': 3,
-                'num_out_ch': 3,
-                'num_feat': 16,
-                'num_block': 2,
-                'upscale': 2
-            }, None, None, {
-                'csd': {
-                    'width_mult': 0.5
-                },
-                'contrastive_opt': {
-                    'type': 'CSDContrastiveLoss',
-                    'num_negatives': 3,
-                    'vgg_weights': 'random'
-                }
-            }),
+        tiny_options(lmdbs, 'ref_csd', 'CSDModel', {
+            'type': 'SlimEDSR',
+            'num_in_ch': 3,
+            'num_out_ch': 3,
+            'num_feat': 16,
+            'num_block': 2,
+            'upscale': 2
+        }, None, None, {
+            'csd': {
+                'width_mult': 0.5
+            },
+            'contrastive_opt': {
+                'type': 'CSDContrastiveLoss',
+                'num_negatives': 3,
+                'vgg_weights': 'random'
+            }
+        }),
         'memsr':
-        tiny_options(
-            lmdbs, 'ref_memsr', 'MemSRModel', {
-                'type': 'PlainSR',
-                'widths': [8] * 6,
-                'upscale': 2,
-                'one_pad': True
-            }, {
-                'type': 'PixelShuffleEDSR',
-                'num_feat': 8,
-                'num_block': 2,
-                'upscale': 2
-            }, teachers['pixelshuffle_edsr'], {
-                **kd, 'memsr': {
-                    'lambda': 0.3
-                }
-            }),
+        tiny_options(lmdbs, 'ref_memsr', 'MemSRModel', {
+            'type': 'PlainSR',
+            'widths': [8] * 6,
+            'upscale': 2,
+            'one_pad': True
+        }, {
+            'type': 'PixelShuffleEDSR',
+            'num_feat': 8,
+            'num_block': 2,
+            'upscale': 2
+        }, teachers['pixelshuffle_edsr'], {
+            **kd, 'memsr': {
+                'lambda': 0.3
+            }
+        }),
     }
 
 
@@ -175,9 +173,17 @@ def main() -> None:
     workdir, lmdbs = sys.argv[1], json.loads(open(sys.argv[2]).read())
     os.chdir(workdir)
     teachers = {}
-    for key, net_opt in (('msrresnet', {'type': 'MSRResNet', 'num_feat': 16, 'num_block': 2, 'upscale': 2}),
-                         ('pixelshuffle_edsr', {'type': 'PixelShuffleEDSR', 'num_feat': 8, 'num_block': 2,
-                                                'upscale': 2})):
+    for key, net_opt in (('msrresnet', {
+            'type': 'MSRResNet',
+            'num_feat': 16,
+            'num_block': 2,
+            'upscale': 2
+    }), ('pixelshuffle_edsr', {
+            'type': 'PixelShuffleEDSR',
+            'num_feat': 8,
+            'num_block': 2,
+            'upscale': 2
+    })):
         torch.manual_seed(1)
         teachers[key] = os.path.abspath(f'{key}.pth')
         torch.save({'params': build_network(dict(net_opt)).state_dict()}, teachers[key])

@@ -9,16 +9,17 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
-from typing import List
+from typing import Callable, List
 
 from kdplugins.utils.registry import register
 
-LRELU_SLOPE = 0.05  # leaky ReLU slope of the released IMDN
+LRELU_SLOPE = 0.05  # leaky ReLU slope of the released IMDN (and of RFDN, built on the IMDN code base)
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
-    """Convolution with bias that keeps the spatial size."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = -1) -> nn.Conv2d:
+    """Convolution with bias; ``padding=-1`` keeps the spatial size (``kernel_size // 2``)."""
+    padding = kernel_size // 2 if padding < 0 else padding
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
 
 
 def contrast(x: torch.Tensor) -> torch.Tensor:
@@ -77,13 +78,59 @@ class IMDModule(nn.Module):
         return self.c5(self.cca(distilled)) + x
 
 
-@register(ARCH_REGISTRY)
-class IMDN(nn.Module):
-    """Information Multi-distillation Network (paper Sec. 3.1, Fig. 2).
+class FeatureDistillationTrunk(nn.Module):
+    """The pipeline shared by IMDN (paper Sec. 3.1, Fig. 2) and RFDN.
 
-    ``fea_conv`` (3x3) -> ``num_blocks`` IMDBs ``IMDB1..IMDBn`` -> their outputs concatenated and fused by a 1x1
-    conv with leaky ReLU (``c``) -> 3x3 ``LR_conv`` plus the shallow features -> 3x3 conv to
-    ``out_channels * upscale**2`` and pixel shuffle (``upsampler``).
+    ``fea_conv`` (3x3) -> ``num_blocks`` blocks ``<block_prefix>1..<block_prefix>n`` -> their outputs concatenated
+    and fused by a 1x1 conv with leaky ReLU (``c``) -> 3x3 ``LR_conv`` plus the shallow features (global residual)
+    -> 3x3 conv to ``out_channels * upscale**2`` and pixel shuffle (``upsampler``). The modules are created in this
+    order, which fixes the seeded initialization and the order of the state dict.
+
+    Args:
+        block: builds one block from the number of feature channels.
+        block_prefix: attribute name of the blocks, followed by their index from 1.
+        in_channels, channels, num_blocks, out_channels, upscale: see :class:`IMDN`.
+        img_range: value range of the weights: ``forward`` multiplies its input by it and divides the output by it
+            (skipped for 1, which changes nothing).
+    """
+
+    def __init__(self,
+                 block: Callable[[int], nn.Module],
+                 block_prefix: str,
+                 in_channels: int,
+                 channels: int,
+                 num_blocks: int,
+                 out_channels: int,
+                 upscale: int,
+                 img_range: float = 1.):
+        super().__init__()
+        self.img_range = float(img_range)
+        self.num_blocks = num_blocks
+        self.block_names = [f'{block_prefix}{i}' for i in range(1, num_blocks + 1)]
+        self.fea_conv = conv(in_channels, channels, 3)
+        for name in self.block_names:
+            setattr(self, name, block(channels))
+        self.c = nn.Sequential(conv(channels * num_blocks, channels, 1), nn.LeakyReLU(LRELU_SLOPE))
+        self.LR_conv = conv(channels, channels, 3)
+        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale**2, 3), nn.PixelShuffle(upscale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rescale = self.img_range != 1.
+        shallow = self.fea_conv(x * self.img_range if rescale else x)
+        outputs = []
+        features = shallow
+        for name in self.block_names:
+            features = getattr(self, name)(features)
+            outputs.append(features)
+        fused = self.LR_conv(self.c(torch.cat(outputs, dim=1))) + shallow
+        out = self.upsampler(fused)
+        return out / self.img_range if rescale else out
+
+
+@register(ARCH_REGISTRY)
+class IMDN(FeatureDistillationTrunk):
+    """Information Multi-distillation Network (paper Sec. 3.1, Fig. 2): :class:`FeatureDistillationTrunk` with
+    ``num_blocks`` IMDBs ``IMDB1..IMDBn``.
 
     Args:
         in_channels: input channels.
@@ -99,21 +146,4 @@ class IMDN(nn.Module):
                  num_blocks: int = 6,
                  out_channels: int = 3,
                  upscale: int = 4):
-        super().__init__()
-        self.num_blocks = num_blocks
-        self.fea_conv = conv(in_channels, channels, 3)
-        for i in range(1, num_blocks + 1):
-            setattr(self, f'IMDB{i}', IMDModule(channels))
-        self.c = nn.Sequential(conv(channels * num_blocks, channels, 1), nn.LeakyReLU(LRELU_SLOPE))
-        self.LR_conv = conv(channels, channels, 3)
-        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale**2, 3), nn.PixelShuffle(upscale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shallow = self.fea_conv(x)
-        outputs = []
-        features = shallow
-        for i in range(1, self.num_blocks + 1):
-            features = getattr(self, f'IMDB{i}')(features)
-            outputs.append(features)
-        fused = self.LR_conv(self.c(torch.cat(outputs, dim=1))) + shallow
-        return self.upsampler(fused)
+        super().__init__(IMDModule, 'IMDB', in_channels, channels, num_blocks, out_channels, upscale)

@@ -10,15 +10,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from typing import List
 
+from kdplugins.archs.imdn_arch import LRELU_SLOPE, FeatureDistillationTrunk, conv
 from kdplugins.utils.registry import register
-
-LRELU_SLOPE = 0.05  # leaky ReLU slope of the IMDN code base that RFDN builds on
-
-
-def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = -1) -> nn.Conv2d:
-    """Convolution with bias; ``padding=-1`` keeps the spatial size (``kernel_size // 2``)."""
-    padding = kernel_size // 2 if padding < 0 else padding
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
 
 
 class ESA(nn.Module):
@@ -90,12 +83,9 @@ class RFDB(nn.Module):
 
 
 @register(ARCH_REGISTRY)
-class RFDN(nn.Module):
-    """Residual Feature Distillation Network (report Sec. 4, NJU MCG; overall pipeline of IMDN).
-
-    ``fea_conv`` (3x3) -> ``num_blocks`` RFDBs ``B1..Bn`` -> their outputs concatenated and fused by a 1x1 conv with
-    leaky ReLU (``c``) -> 3x3 ``LR_conv`` plus the shallow features (global residual) -> 3x3 conv to
-    ``out_channels * upscale**2`` and pixel shuffle (``upsampler``).
+class RFDN(FeatureDistillationTrunk):
+    """Residual Feature Distillation Network (report Sec. 4, NJU MCG): the overall pipeline of IMDN
+    (:class:`~kdplugins.archs.imdn_arch.FeatureDistillationTrunk`) with ``num_blocks`` RFDBs ``B1..Bn``.
 
     Args:
         in_channels: input channels.
@@ -117,22 +107,4 @@ class RFDN(nn.Module):
                  out_channels: int = 3,
                  upscale: int = 4,
                  img_range: float = 255.):
-        super().__init__()
-        self.img_range = float(img_range)
-        self.num_blocks = num_blocks
-        self.fea_conv = conv(in_channels, channels, 3)
-        for i in range(1, num_blocks + 1):
-            setattr(self, f'B{i}', RFDB(channels))
-        self.c = nn.Sequential(conv(channels * num_blocks, channels, 1), nn.LeakyReLU(LRELU_SLOPE))
-        self.LR_conv = conv(channels, channels, 3)
-        self.upsampler = nn.Sequential(conv(channels, out_channels * upscale**2, 3), nn.PixelShuffle(upscale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shallow = self.fea_conv(x * self.img_range)
-        outputs = []
-        features = shallow
-        for i in range(1, self.num_blocks + 1):
-            features = getattr(self, f'B{i}')(features)
-            outputs.append(features)
-        fused = self.LR_conv(self.c(torch.cat(outputs, dim=1))) + shallow
-        return self.upsampler(fused) / self.img_range
+        super().__init__(RFDB, 'B', in_channels, channels, num_blocks, out_channels, upscale, img_range)

@@ -7,6 +7,7 @@ channels. Its pieces and tensor names are those of kdplugins' CARN-M (``kdplugin
 ``entry``, ``b1..b3`` (each ``b1..b3`` residual blocks ``body.0`` / ``body.2`` and 1x1 fusions ``c1..c3``), global
 fusions ``c1..c3``, ``upsample``, ``exit``, ``add_mean``. Images are RGB in [0, 1].
 """
+import inspect
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -14,7 +15,7 @@ from torch import nn
 from typing import Dict
 
 from kdplugins.archs.carn_arch import DIV2K_MEAN_RGB, SCALES, ConvReLU, MeanShift, UpsampleBranch, cascade
-from kdplugins.archs.slimmable import SliceSpec, SlimmableMixin, active_channels, make_slimmable
+from kdplugins.archs.slimmable import SliceSpec, SlimmableMixin, active_channels, make_slimmable, parent_arguments
 from kdplugins.utils.registry import register
 
 
@@ -136,10 +137,13 @@ class SlimCARN(SlimmableMixin, CARN):
     ``CARN(channels=int(channels * width_mult))``.
     """
 
-    def __init__(self, scale: int = 4, channels: int = 64, multi_scale: bool = False):
-        super().__init__(scale, channels, multi_scale)
-        self.arch_options = dict(scale=scale, channels=channels, multi_scale=multi_scale)
-        self.width_state = make_slimmable(self, carn_slice_specs(self, channels))
+    __signature__ = inspect.signature(CARN)
+
+    def __init__(self, *args, **kwargs):
+        arch_options = parent_arguments(CARN, args, kwargs)
+        super().__init__(*args, **kwargs)
+        self.arch_options = arch_options
+        self.width_state = make_slimmable(self, carn_slice_specs(self, arch_options['channels']))
 
     def feature_channels(self) -> int:
         return self.arch_options['channels']

@@ -1,9 +1,10 @@
 """SlimRCAN: BasicSR's RCAN as a channel-splitting network (CSSR-Net, CSD paper Sec. 3.1)."""
+import inspect
 from basicsr.archs.rcan_arch import RCAN
 from basicsr.utils.registry import ARCH_REGISTRY
-from typing import Sequence
 
-from kdplugins.archs.slimmable import SliceSpec, SlimmableMixin, active_channels, make_slimmable, upsampler_specs
+from kdplugins.archs.slimmable import (SliceSpec, SlimmableMixin, active_channels, make_slimmable, parent_arguments,
+                                       upsampler_specs)
 from kdplugins.utils.registry import register
 
 
@@ -18,30 +19,12 @@ class SlimRCAN(SlimmableMixin, RCAN):
     ``squeeze_factor`` (as in the default 64 / 16); :meth:`plain_options` checks it.
     """
 
-    def __init__(self,
-                 num_in_ch: int,
-                 num_out_ch: int,
-                 num_feat: int = 64,
-                 num_group: int = 10,
-                 num_block: int = 16,
-                 squeeze_factor: int = 16,
-                 upscale: int = 4,
-                 res_scale: float = 1,
-                 img_range: float = 255.,
-                 rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040)):
-        super().__init__(num_in_ch, num_out_ch, num_feat, num_group, num_block, squeeze_factor, upscale, res_scale,
-                         img_range, rgb_mean)
-        self.arch_options = dict(
-            num_in_ch=num_in_ch,
-            num_out_ch=num_out_ch,
-            num_feat=num_feat,
-            num_group=num_group,
-            num_block=num_block,
-            squeeze_factor=squeeze_factor,
-            upscale=upscale,
-            res_scale=res_scale,
-            img_range=img_range,
-            rgb_mean=list(rgb_mean))
+    __signature__ = inspect.signature(RCAN)
+
+    def __init__(self, *args, **kwargs):
+        arch_options = parent_arguments(RCAN, args, kwargs)
+        super().__init__(*args, **kwargs)
+        self.arch_options = arch_options
         specs = {'conv_first': SliceSpec(fixed_in=True), 'conv_last': SliceSpec(fixed_out=True)}
         specs.update(upsampler_specs(self.upsample))
         self.width_state = make_slimmable(self, specs)

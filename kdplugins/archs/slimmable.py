@@ -16,13 +16,14 @@ At width 1.0 the layers call ``nn.Conv2d.forward`` / ``nn.Linear.forward`` thems
 numerically identical to the one it was made from. :func:`extract_student` writes the sliced weights as the
 state dict of the ordinary network of width ``C * w``.
 """
+import inspect
 import torch
 import torch.nn.functional as F
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from torch import nn
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 
 def active_channels(channels: int, width_mult: float, layer: str = '') -> int:
@@ -184,6 +185,15 @@ def upsampler_specs(upsample: nn.Sequential, prefix: str = 'upsample') -> Dict[s
     return specs
 
 
+def parent_arguments(parent_cls: type, args: Sequence[Any], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """All constructor arguments of ``parent_cls`` for the call ``parent_cls(*args, **kwargs)``, defaults applied
+    and tuples or lists stored as new lists (``build_network`` options, as YAML gives them). A slimmable arch records
+    them as its ``arch_options``; a call the parent does not accept is a ``TypeError``."""
+    bound = inspect.signature(parent_cls).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return {name: list(value) if isinstance(value, (tuple, list)) else value for name, value in bound.arguments.items()}
+
+
 def slim_layers(net: nn.Module) -> Iterator[Tuple[str, _Slimmable]]:
     return ((name, m) for name, m in net.named_modules() if isinstance(m, _Slimmable))
 
@@ -191,8 +201,10 @@ def slim_layers(net: nn.Module) -> Iterator[Tuple[str, _Slimmable]]:
 class SlimmableMixin:
     """Width handling of a slimmable arch (``forward(x, width_mult=1.0)``) and its extraction.
 
-    An arch lists the mixin before its parent (``class SlimEDSR(SlimmableMixin, EDSR)``), sets
-    ``self.width_state = make_slimmable(self, specs)`` and implements :meth:`plain_options`.
+    An arch lists the mixin before its parent (``class SlimEDSR(SlimmableMixin, EDSR)``), takes the parent's
+    arguments (``__init__(*args, **kwargs)``, ``__signature__ = inspect.signature(EDSR)``, ``self.arch_options =
+    parent_arguments(EDSR, args, kwargs)``), sets ``self.width_state = make_slimmable(self, specs)`` and implements
+    :meth:`plain_options`.
     """
 
     width_state: WidthState
