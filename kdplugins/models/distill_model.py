@@ -1,5 +1,4 @@
 """DistillModel: what every kdplugins model shares (the method models override only what their paper changes)."""
-import os
 import torch
 import torch.distributed as dist
 import weakref
@@ -16,7 +15,7 @@ from typing import Dict, Optional, TypeVar, Union
 from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
 from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision, compile_in_place, to_channels_last
 from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
-from kdplugins.runtime.safe_checkpoints import save_checkpoint_file
+from kdplugins.runtime.safe_checkpoints import write_training_state
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
 from kdplugins.utils.declared_options import read_block
 from kdplugins.utils.modules import bare_module
@@ -325,23 +324,19 @@ class DistillModel(SRModel):
     @master_only
     def save_training_state(self, epoch: int, current_iter: int) -> None:
         """basicsr's training state plus ``distill_modules``, ``rng_states`` and ``grad_scaler``, written whole or
-        not at all (:func:`~kdplugins.runtime.safe_checkpoints.save_checkpoint_file`)."""
+        not at all (:func:`~kdplugins.runtime.safe_checkpoints.write_training_state`)."""
         if current_iter == -1:
             return
-        state = {
-            'epoch': epoch,
-            'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'schedulers': [s.state_dict() for s in self.schedulers],
-            'distill_modules': {
+        write_training_state(
+            self,
+            epoch,
+            current_iter,
+            distill_modules={
                 k: v.cpu()
                 for k, v in self.distill_modules.state_dict().items()
             },
-            'rng_states': self._rng_states,
-            'grad_scaler': self.precision.state_dict(),
-        }
-        path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
-        save_checkpoint_file(state, path, self.opt, current_iter)
+            rng_states=self._rng_states,
+            grad_scaler=self.precision.state_dict())
 
     def resume_training(self, resume_state: dict) -> None:
         super().resume_training(resume_state)

@@ -162,20 +162,27 @@ def save_network_atomically(self, net, net_label: str, current_iter, param_key='
     save_checkpoint_file(save_dict, save_path, self.opt, label_iter)
 
 
+def write_training_state(model, epoch: int, current_iter: int, **extra: Any) -> None:
+    """basicsr's training state of ``model`` (epoch, iter, optimizers, schedulers) plus ``extra``, as
+    ``<training_states>/<iter>.state`` through :func:`save_checkpoint_file`."""
+    state = {
+        'epoch': epoch,
+        'iter': current_iter,
+        'optimizers': [o.state_dict() for o in model.optimizers],
+        'schedulers': [s.state_dict() for s in model.schedulers],
+        **extra
+    }
+    path = os.path.join(model.opt['path']['training_states'], f'{current_iter}.state')
+    save_checkpoint_file(state, path, model.opt, current_iter)
+
+
 @master_only
 def save_training_state_atomically(self, epoch: int, current_iter: int) -> None:
     """basicsr's ``BaseModel.save_training_state`` (same file, same content) written by
     :func:`save_checkpoint_file`."""
     if current_iter == -1:
         return
-    state = {
-        'epoch': epoch,
-        'iter': current_iter,
-        'optimizers': [o.state_dict() for o in self.optimizers],
-        'schedulers': [s.state_dict() for s in self.schedulers],
-    }
-    path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
-    save_checkpoint_file(state, path, self.opt, current_iter)
+    write_training_state(self, epoch, current_iter)
 
 
 def _checked_save_training_state(model) -> Callable:
