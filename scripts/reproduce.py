@@ -3,6 +3,7 @@
     python scripts/reproduce.py                 # everything: data, all runs (resumable), docs/results.md
     python scripts/reproduce.py --only scratch kd augkd --seeds 0
     python scripts/reproduce.py --report-only   # tables and plots from the runs that finished
+    python scripts/reproduce.py --report-only --sections memsr   # rebuild only MemSR's section of docs/results.md
 
 x4 super-resolution on T91 + BSD200, validated on Set5 and Set14; three claims (distillation from the pretrained RFDN,
 CSD against joint training, MemSR's plain student). Interrupted runs resume, finished ones are skipped. The report
@@ -13,7 +14,7 @@ the choices. The recipe, the runs and the report are the package's: :mod:`kdplug
 import argparse
 import sys
 
-from kdplugins.experiments.reproduction import (CSD, METHODS, RECIPE, build_data, claim_methods, configure,
+from kdplugins.experiments.reproduction import (CLAIMS, CSD, METHODS, RECIPE, build_data, claim_methods, configure,
                                                 enter_repository, train_all)
 from kdplugins.experiments.reproduction_report import calibration_table, write_report
 
@@ -28,6 +29,12 @@ def main() -> None:
         help='cpu: the recipe of docs/reproduction.md; gpu: the larger one-GPU recipe (docs/results_gpu.md)')
     parser.add_argument('--seeds', nargs='+', type=int, help="seeds (default: the recipe's)")
     parser.add_argument('--report-only', action='store_true', help='only rebuild docs/results.md from finished runs')
+    parser.add_argument(
+        '--sections',
+        nargs='+',
+        choices=[key for key, _, _, _ in CLAIMS],
+        help='rebuild only these claims\' sections of the existing report (the others, the efficiency table and the '
+        'trade-off plot stay as they are)')
     parser.add_argument(
         '--calibration-table',
         action='store_true',
@@ -50,7 +57,7 @@ def main() -> None:
     data = build_data()
     if not args.report_only:
         train_all(methods, args.seeds, data, rerun=args.rerun)
-    write_report(args.seeds, data, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]))
+    write_report(args.seeds, data, 'python scripts/reproduce.py ' + ' '.join(sys.argv[1:]), args.sections)
 
 
 if __name__ == '__main__':

@@ -2,6 +2,7 @@
 differ."""
 import os
 import pytest
+import re
 import torch
 import yaml
 
@@ -230,3 +231,33 @@ def test_the_gpu_recipe_builds_its_own_runs_and_report(tmp_path, monkeypatch):
     assert train_set['gt_size'] // reproduction.RECIPE['scale'] // reproduction.RECIPE['scale'] >= 15
     with pytest.raises(ValueError, match='recipe must be cpu or gpu'):
         reproduction.configure(recipe='tpu')
+
+
+def test_rebuilding_one_section_keeps_the_rest_of_the_report_verbatim(tmp_path, monkeypatch):
+    """--sections: one claim's section is replaced up to the next heading; the header, the other sections and the
+    efficiency table stay byte for byte; a report without that section is refused with the fix."""
+    monkeypatch.setitem(reproduction.RECIPE, 'report', str(tmp_path / 'results.md'))
+    head = '# Results\n\nProduced by `a`.\n\n'
+    rfdn = '## RFDN\n\nold rfdn\n\n| a |\n\n'
+    memsr = '## MemSR: plain\n\nold memsr\n\n![x](y.png)\n\n'
+    tail = '## Efficiency\n\n| b |\n'
+    new_memsr = '## MemSR: plain\n\nThis section: produced by `b`.\n\nnew memsr\n'
+    assert report.replace_sections(head + rfdn + memsr + tail, {'MemSR: plain': new_memsr}) == \
+        head + rfdn + new_memsr + '\n' + tail
+    assert report.replace_sections(head + memsr, {'MemSR: plain': new_memsr}) == head + new_memsr + '\n'
+    with pytest.raises(ValueError, match=r"has no section \['CSD'\]: rebuild the whole report \(drop --sections\)"):
+        report.replace_sections(head + rfdn + tail, {'CSD': '## CSD\n'})
+    # through write_report: the CSD section rebuilt from the (here absent) runs, quoting its command
+    sections = {key: f'## {title}\n\nold {key}\n\n' for key, title, _, _ in reproduction.CLAIMS}
+    with open(reproduction.RECIPE['report'], 'w') as f:
+        f.write(head + ''.join(sections.values()) + tail)
+    monkeypatch.chdir(tmp_path)
+    report.write_report([0], {}, 'python scripts/reproduce.py --report-only --sections csd', ['csd'])
+    with open(reproduction.RECIPE['report']) as f:
+        text = f.read()
+    _, rfdn, csd, memsr, efficiency = re.split(r'(?m)^(?=## )', text)
+    assert text.startswith(head) and (rfdn, memsr, efficiency) == (sections['rfdn'], sections['memsr'], tail)
+    assert 'old csd' not in csd
+    assert csd.splitlines()[2] == ('This section: produced by `python scripts/reproduce.py --report-only --sections '
+                                   'csd` (scripts/reproduce.py).')
+    assert '* csd - jt: Set5 n/a, Set14 n/a' in csd

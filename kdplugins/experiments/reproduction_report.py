@@ -7,6 +7,7 @@ iteration (:func:`kdplugins.utils.plots.curves_plot`) and PSNR against CPU runti
 (:func:`kdplugins.utils.plots.tradeoff_plot`).
 """
 import os
+import re
 import statistics
 from typing import Dict, List, Optional, Tuple
 
@@ -400,39 +401,73 @@ def teacher_line(method: str, seeds: List[int]) -> str:
     return ', '.join(f'{d} {p:.4f} / {s:.4f}' for d, (p, s) in scores.items()) or 'n/a'
 
 
-def write_report(seeds: List[int], data: Dict[str, str], command: str) -> None:
-    """``docs/results.md`` and its figures (``docs/figures/results/``) from the runs that finished; ``command`` is
-    the command line quoted at its top."""
-    figures_name = os.path.splitext(os.path.basename(RECIPE['report']))[0]  # results, results_gpu
-    figures = os.path.join(os.path.dirname(RECIPE['report']), 'figures', figures_name)
-    os.makedirs(figures, exist_ok=True)
-    rows = efficiency_rows()
-    crops_teacher, crops_bicubic = teacher_on_training_crops(data)
-    tradeoff = write_tradeoff(rows, seeds, figures)
-    student = RECIPE['student']
-    sections = []
-    for key, title, methods, baseline in CLAIMS:
-        first_line = ''
-        if key == 'csd' and CSD['vgg_weights'] == 'random':
-            first_line = ('**Stability check only**: the contrastive loss ran with an untrained VGG-19 (the ImageNet '
-                          "weights are not on this machine), so this table cannot show CSD's claim; that stays open "
-                          'here. It shows whether CSD falls below J-T.\n\n')
-        table = method_table(methods, seeds)
-        if 'jt' in methods:
-            table += '\n\nThe teacher (width 1.0) of the same runs:\n\n' + method_table(
-                methods, seeds, ('Set5_teacher', 'Set14_teacher'))
-        if 'memsr' in methods:
-            table = method_table(['memsr_teacher'], seeds) + '\n\nStudents:\n\n' + table
-        curves = write_curves(key, methods + (['memsr_teacher'] if 'memsr' in methods else []), seeds, figures)
-        plot = f'\n![PSNR against iteration: {title}]({curves})\n' if curves else ''
-        pairs = [(a, b) for a, b, _ in COMPARISONS[key]]
-        gains = '\n'.join(differences([a, b], b, seeds) for a, b in pairs)
-        sections.append(
-            f'## {title}\n\n{first_line}Verdicts (mean paired difference of the final PSNR-Y and its 95% Student t '
+def claim_section(key: str,
+                  title: str,
+                  methods: List[str],
+                  seeds: List[int],
+                  figures: str,
+                  provenance: str = '') -> str:
+    """The report's section of one claim of :data:`CLAIMS`: verdicts, tables, paired comparisons, per-image counts and
+    the PSNR curves (written to ``figures``); ``provenance`` is a line put under its heading."""
+    first_line = provenance
+    if key == 'csd' and CSD['vgg_weights'] == 'random':
+        first_line += ('**Stability check only**: the contrastive loss ran with an untrained VGG-19 (the ImageNet '
+                       "weights are not on this machine), so this table cannot show CSD's claim; that stays open "
+                       'here. It shows whether CSD falls below J-T.\n\n')
+    table = method_table(methods, seeds)
+    if 'jt' in methods:
+        table += '\n\nThe teacher (width 1.0) of the same runs:\n\n' + method_table(methods, seeds,
+                                                                                    ('Set5_teacher', 'Set14_teacher'))
+    if 'memsr' in methods:
+        table = method_table(['memsr_teacher'], seeds) + '\n\nStudents:\n\n' + table
+    curves = write_curves(key, methods + (['memsr_teacher'] if 'memsr' in methods else []), seeds, figures)
+    plot = f'\n![PSNR against iteration: {title}]({curves})\n' if curves else ''
+    pairs = [(a, b) for a, b, _ in COMPARISONS[key]]
+    gains = '\n'.join(differences([a, b], b, seeds) for a, b in pairs)
+    return (f'## {title}\n\n{first_line}Verdicts (mean paired difference of the final PSNR-Y and its 95% Student t '
             f'interval over seeds; resolved only where the interval excludes 0 on both sets):\n\n'
             f'{verdict_lines(key, seeds)}\n\n{table}\n\nThe comparisons per set:\n\n{paired_table(pairs, seeds)}\n\n'
             f'Seed by seed:\n\n{gains or "n/a"}\n\nPer image (each image\'s PSNR-Y averaged over the paired seeds; '
             f'{len(seeds)} seeds planned):\n\n{per_image_lines(pairs, seeds)}\n{plot}')
+
+
+def replace_sections(text: str, replacements: Dict[str, str]) -> str:
+    """``text`` (a report) with each ``## <title>`` section named in ``replacements`` (title: the new section, heading
+    included, as :func:`claim_section` returns it) replaced, up to the next ``## `` heading; everything else is kept
+    verbatim."""
+    blocks = re.split(r'(?m)^(?=## )', text)
+    titles = [block.splitlines()[0][3:].strip() if block.startswith('## ') else None for block in blocks]
+    missing = [title for title in replacements if title not in titles]
+    if missing:
+        raise ValueError(f'{RECIPE["report"]} has no section {missing}: rebuild the whole report (drop --sections)')
+    return ''.join(replacements[title] + '\n' if title in replacements else block
+                   for title, block in zip(titles, blocks))
+
+
+def write_report(seeds: List[int], data: Dict[str, str], command: str, sections: Optional[List[str]] = None) -> None:
+    """``docs/results.md`` and its figures (``docs/figures/results/``) from the runs that finished; ``command`` is
+    the command line quoted at its top. With ``sections`` (keys of :data:`CLAIMS`), only those claims' sections and
+    curves are rebuilt, each under a line quoting ``command``; the rest of the existing report stays as it is."""
+    figures_name = os.path.splitext(os.path.basename(RECIPE['report']))[0]  # results, results_gpu
+    figures = os.path.join(os.path.dirname(RECIPE['report']), 'figures', figures_name)
+    os.makedirs(figures, exist_ok=True)
+    if sections:
+        provenance = f'This section: produced by `{command}` (scripts/reproduce.py).\n\n'
+        replacements = {
+            title: claim_section(key, title, methods, seeds, figures, provenance)
+            for key, title, methods, _ in CLAIMS if key in sections
+        }
+        with open(RECIPE['report']) as f:
+            text = replace_sections(f.read(), replacements)
+        with open(RECIPE['report'], 'w') as f:
+            f.write(text)
+        print(f'rebuilt {", ".join(sections)} in {RECIPE["report"]}', flush=True)
+        return
+    rows = efficiency_rows()
+    crops_teacher, crops_bicubic = teacher_on_training_crops(data)
+    tradeoff = write_tradeoff(rows, seeds, figures)
+    student = RECIPE['student']
+    sections = [claim_section(key, title, methods, seeds, figures) for key, title, methods, _ in CLAIMS]
     text = f"""# {RECIPE['title']}
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
