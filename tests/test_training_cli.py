@@ -42,12 +42,11 @@ def test_kd_training_with_validation_and_checkpoints(tmp_path, tiny_lmdbs, teach
 
 
 @pytest.mark.parametrize(
-    'half, workers, speed', [(2, 0, None), (4, 0, None), (2, 1, None),
-                             (2, 0, {
-                                 'precision': 'fp16',
-                                 'channels_last': True
-                             })],
-    ids=['mid-epoch', 'epoch-boundary', 'mid-epoch-data-worker', 'mid-epoch-fp16-channels-last'])
+    'half, workers, speed', [(4, 0, None), (2, 1, None), (2, 0, {
+        'precision': 'fp16',
+        'channels_last': True
+    })],
+    ids=['epoch-boundary', 'mid-epoch-data-worker', 'mid-epoch-fp16-channels-last'])
 def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, tiny_lmdbs, teacher_path, half, workers, speed):
     """18 training pairs, batch 4: 4 iterations per epoch. 8 iterations straight == half + --auto_resume. With a data
     worker, the random crops and flips after the resume must be those of the uninterrupted run. With fp16, the gradient
