@@ -108,7 +108,8 @@ def test_number_of_workers_and_start_method_do_not_change_the_weights(straight_r
 
 
 def test_resume_with_workers_is_bitwise_exact(tmp_path, tiny_lmdbs, teacher_path, straight_runs):
-    yml = write_yaml(tmp_path / 'ddp.yml', ddp_options(tiny_lmdbs, teacher_path, workers=2))
+    """One worker per rank here, two in the straight run: the weights do not depend on the number of workers."""
+    yml = write_yaml(tmp_path / 'ddp.yml', ddp_options(tiny_lmdbs, teacher_path, workers=1))
     args = ('-opt', str(yml), '--launcher', 'pytorch')
     run_module('kdplugins.train', *args, '--force_yml', f'train:total_iter={HALF}', cwd=tmp_path, torchrun=2)
     run_module('kdplugins.train', *args, '--auto_resume', cwd=tmp_path, torchrun=2)
@@ -124,8 +125,8 @@ def test_resume_with_workers_is_bitwise_exact(tmp_path, tiny_lmdbs, teacher_path
 
 def test_two_nodes_launched_as_a_cluster_would(tmp_path, tiny_lmdbs, teacher_path, straight_runs):
     """Two torchrun commands (--nnodes=2, one process each, data workers) on this machine: the ranks stay equal and
-    the weights are those of one node with two processes."""
-    yml = write_yaml(tmp_path / 'ddp.yml', ddp_options(tiny_lmdbs, teacher_path, workers=2))
+    the weights are those of one node with two processes (one data worker per rank here, two there)."""
+    yml = write_yaml(tmp_path / 'ddp.yml', ddp_options(tiny_lmdbs, teacher_path, workers=1))
     port = free_port()
     nodes = [
         start_module(
@@ -193,8 +194,8 @@ def test_a_host_project_importing_kdplugins_keeps_basicsrs_sampler_and_dataloade
 def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, hr_images):
     """``torchrun ... -m kdplugins.train -opt options/train/AugKD/train_AugKD_RFDN_EDSR_x4.yml --launcher pytorch`` as
     the README writes it, with the file's 6 workers per process, its real RFDN teacher and Set5 validation; only
-    sizes are overridden (2 processes, batch, iterations) and the training LMDB is a small one at the file's path
-    (sub-images of two photos bundled with scikit-image)."""
+    sizes are overridden (1 process: AugKD's ranks under torchrun are tests/test_augkd.py's; batch, iterations) and
+    the training LMDB is a small one at the file's path (sub-images of two photos bundled with scikit-image)."""
     yml = REPO / 'options' / 'train' / 'AugKD' / 'train_AugKD_RFDN_EDSR_x4.yml'
     readme = (REPO / 'README.md').read_text()
     assert f'torchrun --nproc_per_node=8 -m kdplugins.train -opt {yml.relative_to(REPO)} --launcher pytorch' in readme
@@ -213,10 +214,10 @@ def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, 
         'datasets:train:batch_size_per_gpu=2', 'train:total_iter=2', 'val:val_freq=2', 'logger:save_checkpoint_freq=2'
     ]
     run_module(
-        'kdplugins.train', '-opt', str(yml), '--launcher', 'pytorch', '--force_yml', *sizes, cwd=work, torchrun=2)
+        'kdplugins.train', '-opt', str(yml), '--launcher', 'pytorch', '--force_yml', *sizes, cwd=work, torchrun=1)
     exp = work / 'experiments' / 'AugKD_RFDN_EDSR_32x4_x4'
     log = read_log(exp)
-    assert 'World size (gpu number): 2' in log
+    assert 'World size (gpu number): 1' in log
     teacher = float(re.search(r'Teacher \(network_t\) on Set5: psnr: ([0-9.]+)', log).group(1))
     assert teacher > 32.1  # the real RFDN (32.16 dB on Set5 x4 in docs/teachers.md), not random weights
     assert (exp / 'models' / 'net_g_2.pth').is_file()
