@@ -467,7 +467,7 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str, sections:
     crops_teacher, crops_bicubic = teacher_on_training_crops(data)
     tradeoff = write_tradeoff(rows, seeds, figures)
     student = RECIPE['student']
-    sections = [claim_section(key, title, methods, seeds, figures) for key, title, methods, _ in CLAIMS]
+    claim_sections = [claim_section(key, title, methods, seeds, figures) for key, title, methods, _ in CLAIMS]
     text = f"""# {RECIPE['title']}
 
 Produced by `{command}` (scripts/reproduce.py); every number below comes from the logs of its runs.
@@ -485,7 +485,7 @@ CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the stud
 {CSD['gt_size']}x{CSD['gt_size']}, lambda_c {CSD['lambda_c']}, {CSD['num_negatives']} negatives, VGG-19 weights:
 `{CSD['vgg_weights']}`.
 
-""" + '\n'.join(sections) + diagnostics_section(seeds) + rerun_section(seeds) + f"""
+""" + '\n'.join(claim_sections) + diagnostics_section(seeds) + rerun_section(seeds) + f"""
 ## Efficiency of the students and teachers
 
 LR input 3x256x256, CPU (2 threads), CPU peak tensor memory (docs/efficiency.md), median of 5 forwards.
