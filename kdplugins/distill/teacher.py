@@ -1,8 +1,17 @@
-"""The frozen teacher of a distillation run: built from ``network_t``, loaded, never trained, never saved."""
+"""The frozen teachers of a distillation run: each built from its ``network_t*`` section, loaded, never trained,
+never saved.
+
+Teachers are declared as BasicSR declares networks: ``network_t`` (the teacher every method reads) and, for methods
+that use several, ``network_t_<name>`` (``network_t_rcan``, ``network_t_2``, ...). Each has its own
+``path.pretrain_network_<label>``, ``param_key_<label>``, ``strict_load_<label>`` and ``strip_prefix_<label>``
+(``<label>``: ``t``, ``t_<name>``) and its own value range ``train.teacher_img_range`` (``network_t``) /
+``train.teacher_img_range_<name>``.
+"""
+import re
 import torch
 from basicsr.archs import build_network
 from torch import nn
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
 from kdplugins.utils.padding import forward_padded
@@ -48,37 +57,60 @@ class FrozenTeacher(nn.Module):
         return y.float()
 
 
-def build_teacher(opt: dict, device: torch.device) -> FrozenTeacher:
-    """Build ``network_t``, load ``path.pretrain_network_t`` and freeze it.
+TEACHER_NETWORK = re.compile(r'^network_(t(?:_[A-Za-z0-9]+)*)$')
 
-    Options: ``path.pretrain_network_t`` (required), ``path.param_key_t`` (default ``params``; ``~`` or any key for
-    flat state_dicts), ``path.strict_load_t`` (default true), ``path.strip_prefix_t`` (default ``module.``),
-    ``train.teacher_img_range`` (default 1).
+
+def teacher_networks(opt: dict) -> List[str]:
+    """The teacher sections of the options (``network_t``, ``network_t_<name>``), in the option file's order."""
+    return [key for key in opt if TEACHER_NETWORK.match(key)]
+
+
+def img_range_option(network: str) -> str:
+    """``teacher_img_range`` of ``network_t``, ``teacher_img_range_<name>`` of ``network_t_<name>``."""
+    return 'teacher_img_range' + network[len('network_t'):]
+
+
+def build_teacher(opt: dict, device: torch.device, network: str = 'network_t') -> FrozenTeacher:
+    """Build the teacher ``network`` (``network_t`` or ``network_t_<name>``), load its checkpoint and freeze it.
+
+    Options, with ``<label>`` = ``network`` without ``network_``: ``path.pretrain_network_<label>`` (required),
+    ``path.param_key_<label>`` (default ``params``; ``~`` or any key for flat state_dicts),
+    ``path.strict_load_<label>`` (default true), ``path.strip_prefix_<label>`` (default ``module.``),
+    ``train.teacher_img_range[_<name>]`` (default 1).
     """
-    if 'network_t' not in opt:
+    label = network[len('network_'):]
+    if network not in opt:
         raise ValueError(
-            'A distillation model needs a teacher: add a network_t section (type and options of the teacher arch) '
-            'and path.pretrain_network_t (its trained weights).')
+            f'A distillation model needs a teacher: add a {network} section (type and options of the teacher arch) '
+            f'and path.pretrain_{network} (its trained weights).')
     path_opt = opt['path']
-    checkpoint = path_opt.get('pretrain_network_t')
+    checkpoint = path_opt.get(f'pretrain_{network}')
     if not checkpoint:
-        raise ValueError('path.pretrain_network_t is not set: a distillation teacher must be trained. Set it to the '
+        raise ValueError(f'path.pretrain_{network} is not set: a distillation teacher must be trained. Set it to the '
                          "teacher's .pth file (train one with model_type: SRModel first).")
-    net = build_network(opt['network_t'])
+    net = build_network(opt[network])
     state = read_state_dict(
         checkpoint,
-        path_opt.get('param_key_t', 'params'),
-        path_opt.get('strip_prefix_t', 'module.'),
-        option='path.pretrain_network_t')
+        path_opt.get(f'param_key_{label}', 'params'),
+        path_opt.get(f'strip_prefix_{label}', 'module.'),
+        option=f'path.pretrain_{network}')
     load_state_dict_checked(
         net,
         state,
-        strict=path_opt.get('strict_load_t', True),
-        what='teacher network_t',
-        fix='Check network_t (type, widths, scale) against the checkpoint, or set path.param_key_t / '
-        'path.strip_prefix_t; path.strict_load_t: false loads the matching keys only.')
-    img_range: Optional[float] = opt.get('train', {}).get('teacher_img_range', 1.0)
+        strict=path_opt.get(f'strict_load_{label}', True),
+        what=f'teacher {network}',
+        fix=f'Check {network} (type, widths, scale) against the checkpoint, or set path.param_key_{label} / '
+        f'path.strip_prefix_{label}; path.strict_load_{label}: false loads the matching keys only.')
+    img_range: Optional[float] = opt.get('train', {}).get(img_range_option(network), 1.0)
     return FrozenTeacher(net, img_range).to(device)
+
+
+def build_teachers(opt: dict, device: torch.device) -> Dict[str, FrozenTeacher]:
+    """Every teacher of the options (:func:`teacher_networks`) by its section name; ``network_t`` is required."""
+    networks = teacher_networks(opt)
+    if 'network_t' not in networks:
+        networks.insert(0, 'network_t')  # build_teacher says what is missing
+    return {network: build_teacher(opt, device, network) for network in networks}
 
 
 def teacher_and_bicubic_psnr(teacher: nn.Module,

@@ -1,4 +1,5 @@
 """DistillModel: what every kdplugins model shares (the method models override only what their paper changes)."""
+import functools
 import torch
 import torch.distributed as dist
 import weakref
@@ -10,13 +11,13 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import master_only
 from collections import OrderedDict
 from torch import nn
-from typing import Dict, Optional, TypeVar, Union
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
 from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision, compile_in_place, to_channels_last
-from kdplugins.distill.teacher import build_teacher, teacher_and_bicubic_psnr
-from kdplugins.runtime.safe_checkpoints import write_training_state
+from kdplugins.distill.teacher import build_teachers, img_range_option, teacher_and_bicubic_psnr
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
+from kdplugins.utils.checkpoint_io import save_network_file, write_training_state
 from kdplugins.utils.declared_options import read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.padding import forward_padded
@@ -66,9 +67,10 @@ class DistillModel(SRModel):
         self.net_g.train()
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(int(self.opt.get('manual_seed') or 0) + int(self.opt.get('rank', 0)))
-        self.net_t = build_teacher(self.opt, self.device) if self.HAS_FROZEN_TEACHER else None
-        if self.net_t is not None:
-            self.check_teacher()
+        # frozen teachers by section name (network_t, network_t_<name>); net_t is network_t, the one most methods use
+        self.teachers = build_teachers(self.opt, self.device) if self.HAS_FROZEN_TEACHER else {}
+        self.net_t = self.teachers.get('network_t')
+        self.check_teachers()
         self.setup_ema()
         self.cri_pix = self.build_pixel_loss()
         # the distillation modules that learn or keep state (feature losses with their connectors and banks,
@@ -104,40 +106,49 @@ class DistillModel(SRModel):
             raise ValueError(f'train.speed.teacher_precision must be fp32 for {type(self).__name__}: '
                              f'{self.FP32_TEACHER_REASON}')
         self.precision = MixedPrecision(self.speed['precision'], self.device)
+        teachers = list(self.teachers.values())
         if self.speed['channels_last']:
-            to_channels_last([self.net_g, getattr(self, 'net_g_ema', None), self.net_t, self.distill_modules])
+            to_channels_last([self.net_g, getattr(self, 'net_g_ema', None), *teachers, self.distill_modules])
         if self.speed['teacher_precision'] != 'fp32':
-            self.net_t.to(DTYPES[self.speed['teacher_precision']])
-        networks = {'student': bare_module(self.net_g), 'teacher': self.net_t}
+            for teacher in teachers:
+                teacher.to(DTYPES[self.speed['teacher_precision']])
+        networks = {'student': [bare_module(self.net_g)], 'teacher': teachers}
         for name in self.speed['compile'] or []:
-            if networks[name] is None:
+            if not networks[name]:
                 raise ValueError(f'train.speed.compile: {type(self).__name__} has no separate {name} network; '
                                  f'remove {name} from the list.')
-            compile_in_place(networks[name], self.speed['compile_backend'])
+            for network in networks[name]:
+                compile_in_place(network, self.speed['compile_backend'])
 
-    def check_teacher(self) -> None:
-        """Stop before the first iteration when the teacher does worse than bicubic upscaling on the first pairs of
-        the first validation set (``train.teacher_check: false`` skips it; no validation set: nothing to check)."""
+    def check_teachers(self) -> None:
+        """Stop before the first iteration when a frozen teacher does worse than bicubic upscaling on the first pairs
+        of the first validation set (``train.teacher_check: false`` skips it; no validation set: nothing to check)."""
         val_opts = [o for phase, o in (self.opt.get('datasets') or {}).items() if phase.split('_')[0] == 'val']
-        if not self.opt['train'].get('teacher_check', True) or not val_opts:
+        if not self.teachers or not self.opt['train'].get('teacher_check', True) or not val_opts:
             return
         from basicsr.data import build_dataset
         dataset = build_dataset(dict(val_opts[0]))
         scale = int(self.opt['scale'])
-        teacher, bicubic = teacher_and_bicubic_psnr(self.net_t, dataset, scale, self.device)
-        logger = get_root_logger()
-        logger.info(f'Teacher check on {val_opts[0]["name"]}: teacher {teacher:.2f} dB, bicubic {bicubic:.2f} dB '
-                    '(PSNR-Y of the first pairs).')
-        if teacher < bicubic:
-            path_opt = self.opt['path']
+        for network, teacher in self.teachers.items():
+            self.check_teacher(network, teacher, dataset, scale)
+
+    def check_teacher(self, network: str, teacher: nn.Module, dataset, scale: int) -> None:
+        """One teacher's check against bicubic (:meth:`check_teachers`)."""
+        teacher_psnr, bicubic = teacher_and_bicubic_psnr(teacher, dataset, scale, self.device)
+        name = dataset.opt['name']
+        get_root_logger().info(f'Teacher check of {network} on {name}: teacher {teacher_psnr:.2f} dB, bicubic '
+                               f'{bicubic:.2f} dB (PSNR-Y of the first pairs).')
+        if teacher_psnr < bicubic:
+            path_opt, label = self.opt['path'], network[len('network_'):]
+            range_option = img_range_option(network)
             raise ValueError(
-                f'The teacher (network_t) scores {teacher:.2f} dB on the first pairs of {val_opts[0]["name"]}, below '
-                f'bicubic upscaling ({bicubic:.2f} dB): it is not the trained teacher it should be. Likely causes: '
-                f'the value range (network_t img_range, train.teacher_img_range = '
-                f'{self.opt["train"].get("teacher_img_range", 1)}: a [0, 255] arch scales inside, do not scale twice), '
-                f'keys that did not load (path.strict_load_t = {path_opt.get("strict_load_t", True)}, param_key_t = '
-                f'{path_opt.get("param_key_t", "params")!r}), or an arch / scale that does not match the checkpoint '
-                f'{path_opt.get("pretrain_network_t")!r}. To train against this teacher on purpose, set '
+                f'The teacher ({network}) scores {teacher_psnr:.2f} dB on the first pairs of {name}, below bicubic '
+                f'upscaling ({bicubic:.2f} dB): it is not the trained teacher it should be. Likely causes: the value '
+                f'range ({network} img_range, train.{range_option} = {self.opt["train"].get(range_option, 1)}: a '
+                f'[0, 255] arch scales inside, do not scale twice), keys that did not load (path.strict_load_{label} '
+                f'= {path_opt.get(f"strict_load_{label}", True)}, param_key_{label} = '
+                f'{path_opt.get(f"param_key_{label}", "params")!r}), or an arch / scale that does not match the '
+                f'checkpoint {path_opt.get(f"pretrain_{network}")!r}. To train against this teacher on purpose, set '
                 'train.teacher_check: false.')
 
     def setup_ema(self) -> None:
@@ -250,12 +261,25 @@ class DistillModel(SRModel):
         """Whether the teacher trains (validated at every validation) or is frozen (validated once per set)."""
         return False
 
+    def validated_teachers(self) -> List[Tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]]:
+        """(description, metric prefix, forward) of each teacher that validation logs: the teacher of
+        :meth:`teacher_output` as ``TEACHER_DESCRIPTION`` under ``teacher_<metric>``, then every further frozen
+        teacher ``network_t_<name>`` under its section name and ``teacher_t_<name>_<metric>``."""
+        scale = int(self.opt['scale'])
+        teachers = [(self.TEACHER_DESCRIPTION, 'teacher', self.teacher_output)]
+        for network, teacher in self.teachers.items():
+            if network != 'network_t':
+                forward = functools.partial(forward_padded, teacher, scale=scale)
+                teachers.append((network, f'teacher_{network[len("network_"):]}', forward))
+        return teachers
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
         dataset_name = dataloader.dataset.opt['name']
         if self.is_train and self.opt['val'].get('metrics') and (self.teacher_changes()
                                                                  or dataset_name not in self._teacher_validated):
             self._teacher_validated.add(dataset_name)
-            self.validate_teacher(dataloader, current_iter, tb_logger)
+            for description, prefix, forward in self.validated_teachers():
+                self.validate_teacher(dataloader, current_iter, tb_logger, forward, description, prefix)
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
     def test(self) -> None:
@@ -267,24 +291,26 @@ class DistillModel(SRModel):
             self.output = forward_padded(net, self.lq, int(self.opt['scale']))
         net.train(was_training)
 
-    def validate_teacher(self, dataloader, current_iter: int, tb_logger) -> Dict[str, float]:
-        """Metrics of the teacher on a validation set, logged as ``Teacher (<description>) on <set>: ...`` and as
-        ``metrics/<set>/teacher_<metric>``."""
+    def validate_teacher(self, dataloader, current_iter: int, tb_logger, forward: Callable[[torch.Tensor],
+                                                                                           torch.Tensor],
+                         description: str, prefix: str) -> Dict[str, float]:
+        """Metrics of a teacher (``forward``) on a validation set, logged as ``Teacher (<description>) on <set>: ...``
+        and as ``metrics/<set>/<prefix>_<metric>``."""
         metric_opts = self.opt['val']['metrics']
         totals = {name: 0.0 for name in metric_opts}
         for count, val_data in enumerate(dataloader, start=1):
             with torch.no_grad():
-                output = self.teacher_output(val_data['lq'].to(self.device))
+                output = forward(val_data['lq'].to(self.device))
             metric_data = {'img': tensor2img([output.cpu()]), 'img2': tensor2img([val_data['gt']])}
             for name, metric_opt in metric_opts.items():
                 totals[name] += calculate_metric(metric_data, metric_opt)
         results = {name: total / count for name, total in totals.items()}
         dataset_name = dataloader.dataset.opt['name']
-        get_root_logger().info(f'Teacher ({self.TEACHER_DESCRIPTION}) on {dataset_name}: ' +
+        get_root_logger().info(f'Teacher ({description}) on {dataset_name}: ' +
                                ', '.join(f'{name}: {value:.4f}' for name, value in results.items()))
         if tb_logger:
             for name, value in results.items():
-                tb_logger.add_scalar(f'metrics/{dataset_name}/teacher_{name}', value, current_iter)
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{prefix}_{name}', value, current_iter)
         return results
 
     # ----------------------------------------------------------------------------------------------------------
@@ -304,6 +330,20 @@ class DistillModel(SRModel):
 
     # ----------------------------------------------------------------------------------------------------------
     # checkpoints and resume
+    WRITES_CHECKPOINTS_WHOLE = True  # network files and training states go through kdplugins.utils.checkpoint_io
+
+    @classmethod
+    def saved_networks(cls, opt: dict) -> List[str]:
+        """The networks whose weights a checkpoint holds: the student (its EMA copy inside its file); frozen
+        teachers are never saved, so a resume loads them from their own checkpoints again."""
+        return ['network_g']
+
+    @master_only
+    def save_network(self, net, net_label: str, current_iter, param_key='params') -> None:
+        """basicsr's network file, written whole or not at all (:func:`~kdplugins.utils.checkpoint_io
+        .save_network_file`)."""
+        save_network_file(self, net, net_label, current_iter, param_key)
+
     def save(self, epoch: int, current_iter: int) -> None:
         """Student (and EMA) weights as ``SRModel`` saves them; the training state also holds the distillation
         modules and every rank's generator states. A frozen teacher is never saved."""
@@ -324,7 +364,7 @@ class DistillModel(SRModel):
     @master_only
     def save_training_state(self, epoch: int, current_iter: int) -> None:
         """basicsr's training state plus ``distill_modules``, ``rng_states`` and ``grad_scaler``, written whole or
-        not at all (:func:`~kdplugins.runtime.safe_checkpoints.write_training_state`)."""
+        not at all (:func:`~kdplugins.utils.checkpoint_io.write_training_state`)."""
         if current_iter == -1:
             return
         write_training_state(

@@ -24,6 +24,8 @@ class KDModel(DistillModel):
 
     Options (besides :class:`~kdplugins.models.distill_model.DistillModel`'s):
         network_t, path.pretrain_network_t / param_key_t / strict_load_t / strip_prefix_t: the teacher.
+        network_t_<name>, path.pretrain_network_t_<name> / ...: further teachers (:mod:`kdplugins.distill.teacher`);
+            ``kd_opt`` then distils towards the mean of all teachers' outputs. Feature losses tap ``network_t``.
         train.kd_opt: a loss between student and teacher outputs, e.g. ``{type: L1Loss, loss_weight: 1}``.
         train.feature_losses: list of ``{type, student_layer, teacher_layer, ...}``; the loss receives the two
             features recorded in the step's forwards (:class:`~kdplugins.distill.recorder.FeatureRecorder`) and the
@@ -105,19 +107,29 @@ class KDModel(DistillModel):
         student.train(was_training)
         with self.teacher_taps.recording() as teacher_features:
             out_t = self.net_t(probe)
-        if out_s.shape != out_t.shape:
-            raise ValueError(
-                f'The teacher and the student upscale differently: for a {size}x{size} input the student '
-                f'(network_g, scale {self.opt.get("scale")}) returns {tuple(out_s.shape[-2:])} but the teacher '
-                f'(network_t) returns {tuple(out_t.shape[-2:])}. Set the scale option of network_t (upscale / scale) '
-                'to the scale of the student and of the data, and use a teacher checkpoint trained for it.')
+        outputs = {network: teacher(probe) for network, teacher in self.teachers.items() if network != 'network_t'}
+        outputs['network_t'] = out_t
+        for network, output in outputs.items():
+            if output.shape != out_s.shape:
+                raise ValueError(
+                    f'The teacher and the student upscale differently: for a {size}x{size} input the student '
+                    f'(network_g, scale {self.opt.get("scale")}) returns {tuple(out_s.shape[-2:])} but the teacher '
+                    f'({network}) returns {tuple(output.shape[-2:])}. Set the scale option of {network} (upscale / '
+                    'scale) to the scale of the student and of the data, and use a teacher checkpoint trained for it.')
         return ({k: v.shape for k, v in student_features.items()}, {k: v.shape for k, v in teacher_features.items()})
 
     # ----------------------------------------------------------------------------------------------------------
     # training step
     def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
-        """Teacher output for ``lq`` (no autograd, eval mode, [0, 1] range)."""
-        return self.net_t(lq)
+        """The target of ``kd_opt`` for ``lq`` (no autograd, eval mode, [0, 1] range): the output of ``network_t``;
+        with further teachers ``network_t_<name>``, the mean of every teacher's output."""
+        output = self.net_t(lq)
+        if len(self.teachers) == 1:
+            return output
+        for network, teacher in self.teachers.items():
+            if network != 'network_t':
+                output = output + teacher(lq)
+        return output / len(self.teachers)
 
     def compute_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
         with self.student_taps.recording() as student_features:

@@ -1,29 +1,24 @@
-"""How kdplugins changes basicsr 1.4.2 at run time, by layer (nothing edits basicsr's files).
+"""The run layer's pieces, each a plain function or class that :mod:`kdplugins.pipeline` calls where it runs
+(nothing here replaces a name of basicsr but :mod:`.compat`, installed by ``import kdplugins``).
 
-==========================  ========================================  ===============================================
-module                      what                                      installed by
-==========================  ========================================  ===============================================
-:mod:`.shims`               import basicsr on current torchvision,    ``import kdplugins`` (also in every DataLoader
-                            run it without CUDA, share LMDB            worker and in host projects)
-                            environments, keep the teacher's path
-                            at resume
-:mod:`.exact_resume`        bitwise-exact resume with data workers    ``python -m kdplugins.train``; host projects:
-                            (sampler, per-sample augmentation seeds)  :func:`install_exact_resume`
-:mod:`.option_checks`       options checked before anything is made   ``python -m kdplugins.train`` / ``.test``
-                            (every key against :mod:`.option_schema`)
-:mod:`.run_lock`            one live run per experiment name          ``python -m kdplugins.train``
-:mod:`.safe_checkpoints`    checkpoints written whole or failing       ``python -m kdplugins.train``
-                            loudly; ``--auto_resume`` skips a broken
-                            latest state
-:mod:`.host_memory`         freed host memory kept for reuse          ``python -m kdplugins.train``
-==========================  ========================================  ===============================================
-
-Each module's docstring says on which path (every device, or CPU only) each of its parts applies.
+==========================  ==========================================================================================
+module                      what
+==========================  ==========================================================================================
+:mod:`.compat`              the 6 patches without which basicsr 1.4.2 does not import, run without CUDA, share an
+                            LMDB, or resume a model with frozen teachers (each says on which path it applies)
+:mod:`.custom_imports`      ``custom_imports`` / ``--import``: a project's own modules imported before the checks
+:mod:`.option_checks`       every option checked before anything is made (:mod:`.option_schema`), in one message
+:mod:`.run_lock`            one live run per experiment name
+:mod:`.resume`              the one lookup of the state to resume from (``--auto_resume`` skips a broken one)
+:mod:`.exact_resume`        bitwise-exact resume with data workers (sampler, per-sample augmentation seeds)
+:mod:`.checkpoints`         the model of a run writes its checkpoints whole or stops the run
+:mod:`.host_memory`         freed host memory kept for reuse (``python -m kdplugins.train``)
+==========================  ==========================================================================================
 """
 
 
 def install_exact_resume() -> None:
-    """See :func:`kdplugins.runtime.exact_resume.install_exact_resume` (imported here on demand: the module imports
-    basicsr, which must come after the shims)."""
-    from kdplugins.runtime.exact_resume import install_exact_resume as install
-    install()
+    """Removed: exact resume is part of :func:`kdplugins.pipeline.train_pipeline`, which replaces no name of basicsr."""
+    raise RuntimeError('kdplugins.runtime.install_exact_resume() is gone: call kdplugins.pipeline.train_pipeline(root) '
+                       'instead of basicsr.train.train_pipeline(root); it resumes exactly, honours custom_imports and '
+                       'checks the options (docs/training.md).')

@@ -1,18 +1,15 @@
 """Exact resume: N iterations straight and N/2 + ``--auto_resume`` N/2 give bitwise equal weights, with or without
-data workers, whatever the multiprocessing start method.
+data workers, whatever the multiprocessing start method. The pieces kdplugins' pipeline
+(:func:`kdplugins.pipeline.train_pipeline`) builds the training data with; nothing here replaces a name of basicsr,
+and basicsr's own ``train_pipeline`` keeps its sampler and augmentation streams. *Every device* (CUDA included):
 
-Installed by kdplugins' entry points (``python -m kdplugins.train`` / ``kdplugins.test``); a host BasicSR project
-calls :func:`install_exact_resume` once before ``train_pipeline`` to get the same. ``import kdplugins`` alone does
-not install it: basicsr's sampler and augmentation streams stay as they are. It changes how basicsr trains on
-*every device* (CUDA included):
-
-- :class:`ResumableEnlargedSampler` replaces ``basicsr.train.EnlargedSampler``. After a resume it leaves out the
-  samples that the resumed epoch consumed before the checkpoint (basicsr replays the epoch from its start), and it
-  gives every index a seed derived from (``manual_seed``, epoch, rank, position in the epoch): :class:`SeededIndex`.
+- :class:`ResumableEnlargedSampler` (basicsr's ``EnlargedSampler``) leaves out, after a resume, the samples that the
+  resumed epoch consumed before the checkpoint (:func:`skip_resumed_samples`; basicsr replays the epoch from its
+  start), and gives every index a seed derived from (``manual_seed``, epoch, rank, position in the epoch):
+  :class:`SeededIndex`.
 - The training dataset is wrapped in :class:`PerSampleSeededDataset`, which draws each sample's random crop and flips
   (Python's, NumPy's and torch's CPU generators) from that seed and gives the streams back afterwards. A data worker's
   own random stream restarts at a resume and depends on the number of workers; the seeds do neither.
-- ``basicsr.train.load_resume_state`` records the resumed (epoch, iteration) for the sampler.
 
 Every class here is defined at module level, so a DataLoader worker started by ``spawn`` or ``forkserver``
 (basicsr's ``init_dist`` sets ``spawn``) unpickles the dataset and the indices by name.
@@ -22,9 +19,7 @@ import random
 import torch
 from basicsr.data.data_sampler import EnlargedSampler
 from torch.utils.data import Dataset
-from typing import Any, Iterator
-
-_BASICSR = {}
+from typing import Any, Iterator, Optional
 
 
 def sample_seed(manual_seed: int, epoch: int, rank: int, position: int) -> int:
@@ -95,53 +90,21 @@ class ResumableEnlargedSampler(EnlargedSampler):
         return self.num_samples - self.skipped.get(self.epoch, 0)
 
 
-def _build_dataset_seeded(dataset_opt: dict):
-    dataset = _BASICSR['build_dataset'](dataset_opt)
-    return PerSampleSeededDataset(dataset) if dataset_opt.get('phase') == 'train' else dataset
-
-
-def _load_resume_state_recording_position(opt: dict):
-    resume_state = _BASICSR['load_resume_state'](opt)
-    if resume_state is not None:
-        opt['resume_position'] = {'epoch': int(resume_state['epoch']), 'iter': int(resume_state['iter'])}
-    return resume_state
-
-
-def _create_train_val_dataloader_resuming(opt: dict, logger):
-    result = _BASICSR['create_train_val_dataloader'](opt, logger)
-    train_loader, train_sampler = result[0], result[1]
-    if not isinstance(train_sampler, ResumableEnlargedSampler):
-        return result
-    train_sampler.manual_seed = opt['manual_seed']
-    position = opt.get('resume_position')
-    if position is not None:
-        iters_per_epoch = len(train_loader)
-        consumed_iters = position['iter'] - position['epoch'] * iters_per_epoch
-        consumed_samples = consumed_iters * train_loader.batch_size
-        if 0 <= consumed_samples <= train_sampler.num_samples:
-            train_sampler.skip_in_epoch(position['epoch'], consumed_samples)
-            logger.info(f"Resume: skipping the {consumed_iters} iterations already done in epoch {position['epoch']}.")
-        else:
-            logger.warning(f'Resume: cannot locate iteration {position["iter"]} in epoch {position["epoch"]} '
-                           f'({iters_per_epoch} iterations per epoch; batch size or dataset changed?). '
-                           'The epoch is replayed from its start, as basicsr does.')
-    return result
-
-
-def install_exact_resume() -> None:
-    """Make ``basicsr.train.train_pipeline`` resume exactly (idempotent). Call after ``import kdplugins``."""
-    import basicsr.train
-    if _BASICSR:
+def skip_resumed_samples(train_loader, train_sampler: ResumableEnlargedSampler, resume_state: Optional[dict],
+                         manual_seed: int, logger) -> None:
+    """Seed the sampler's indices from ``manual_seed`` and, after a resume, leave out the samples of the resumed epoch
+    done before the checkpoint (a batch size or dataset that changed since: the epoch is replayed, with a warning)."""
+    train_sampler.manual_seed = manual_seed
+    if resume_state is None:
         return
-    _BASICSR.update(
-        build_dataset=basicsr.train.build_dataset,
-        load_resume_state=basicsr.train.load_resume_state,
-        create_train_val_dataloader=basicsr.train.create_train_val_dataloader)
-    basicsr.train.EnlargedSampler = ResumableEnlargedSampler
-    basicsr.train.build_dataset = _build_dataset_seeded
-    basicsr.train.load_resume_state = _load_resume_state_recording_position
-    basicsr.train.create_train_val_dataloader = _create_train_val_dataloader_resuming
-
-
-def exact_resume_installed() -> bool:
-    return bool(_BASICSR)
+    epoch, current_iter = int(resume_state['epoch']), int(resume_state['iter'])
+    iters_per_epoch = len(train_loader)
+    consumed_iters = current_iter - epoch * iters_per_epoch
+    consumed_samples = consumed_iters * train_loader.batch_size
+    if 0 <= consumed_samples <= train_sampler.num_samples:
+        train_sampler.skip_in_epoch(epoch, consumed_samples)
+        logger.info(f'Resume: skipping the {consumed_iters} iterations already done in epoch {epoch}.')
+    else:
+        logger.warning(f'Resume: cannot locate iteration {current_iter} in epoch {epoch} ({iters_per_epoch} '
+                       'iterations per epoch; batch size or dataset changed?). The epoch is replayed from its start, '
+                       'as basicsr does.')

@@ -11,7 +11,6 @@ import sys
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, Registry
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from kdplugins.runtime.custom_imports import import_from_options
 from kdplugins.runtime.option_schema import option_problems
 
 
@@ -166,19 +165,3 @@ def check_options(opt: dict) -> None:
         raise OptionError(problems[0])
     if problems:
         raise OptionError(f'{len(problems)} problems in the options:\n' + '\n'.join(f'  - {p}' for p in problems))
-
-
-def install_option_checks() -> None:
-    """Make ``basicsr.train`` / ``basicsr.test`` check the options right after parsing them (entry points only)."""
-    import basicsr.test
-    import basicsr.train
-    from basicsr.utils.options import parse_options
-
-    def parse_and_check(root_path, is_train=True):
-        opt, args = parse_options(root_path, is_train=is_train)
-        import_from_options(opt)
-        check_options(opt)
-        return opt, args
-
-    basicsr.train.parse_options = parse_and_check
-    basicsr.test.parse_options = parse_and_check

@@ -14,13 +14,15 @@ raises them together before anything is built. Every device.
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from typing import Dict, Iterable, List, Mapping, Optional
 
+from kdplugins.distill.teacher import img_range_option, teacher_networks
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_PAIRED_DATASET, BASICSR_PATH_FIXED,
                                              BASICSR_PATH_PREFIXES, BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL,
                                              SR_TRAIN_OPTIONS)
 from kdplugins.utils.declared_options import block_problems, close_names, signature_block, type_problem, unknown_keys
 
-KDPLUGINS_TOP_LEVEL = {'resume_position', 'custom_imports'}  # resume_position: written by kdplugins at run time
-KDPLUGINS_PATH = {'strip_prefix_t'}
+KDPLUGINS_TOP_LEVEL = {'custom_imports'}
+# per-network path keys (``<prefix><label>`` of ``network_<label>``): basicsr's and kdplugins' ``strip_prefix_``
+NETWORK_PATH_PREFIXES = BASICSR_PATH_PREFIXES + ('strip_prefix_', )
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
 # loss options whose constructor keywords the model fills in itself (CSD: the weight and the detached positive)
 PROVIDED_BY_MODEL = {'contrastive_opt': ('loss_weight', 'detach_positive')}
@@ -65,6 +67,8 @@ def check_train(opt: dict) -> List[str]:
         return []
     problems = check_weights(train, 'train')
     declared = train_options_of(str(opt.get('model_type', 'SRModel')))
+    if declared is not None and 'teacher_img_range' in declared:  # the value range of each further teacher
+        declared = {**declared, **{img_range_option(network): 1.0 for network in teacher_networks(opt)}}
     if declared is not None:
         problems += unknown_keys(train, declared, 'train')
         for key, default in declared.items():
@@ -119,8 +123,15 @@ def check_sections(opt: dict) -> List[str]:
     path = opt.get('path') or {}
     problems += unknown_keys({
         k: v
-        for k, v in path.items() if not k.startswith(BASICSR_PATH_PREFIXES)
-    }, BASICSR_PATH_FIXED | KDPLUGINS_PATH, 'path')
+        for k, v in path.items() if not k.startswith(NETWORK_PATH_PREFIXES)
+    }, BASICSR_PATH_FIXED, 'path')
+    networks = [key for key in opt if key.startswith('network_')]
+    for key in path:
+        prefix = next((p for p in NETWORK_PATH_PREFIXES if key.startswith(p)), None)
+        if prefix and f'network_{key[len(prefix):]}' not in networks:
+            close = close_names(key, [prefix + network[len('network_'):] for network in networks])
+            problems.append(f'path.{key}: there is no network_{key[len(prefix):]} section it could apply to '
+                            f'(networks: {", ".join(networks) or "none"}){close}. Fix the name, or remove the key.')
     val = opt.get('val') or {}
     model = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
     problems += unknown_keys(val, BASICSR_VAL | set(getattr(model, 'VAL_OPTIONS', ())), 'val')

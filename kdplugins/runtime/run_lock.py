@@ -2,9 +2,9 @@
 
 Without it two runs with the same ``name`` corrupt each other: the second archives the live first one's folder with
 basicsr's ``mkdir_and_rename``, the first then writes its later checkpoints into the second's folder, and both exit
-with 0. Installed by ``python -m kdplugins.train`` (:func:`install_experiment_lock`); a host project calling
-basicsr's ``train_pipeline`` is unaffected unless it calls it too. *Every device*; under ``torchrun`` only rank 0
-takes the lock (the other ranks never create or rename the folder).
+with 0. Taken by kdplugins' pipeline (:func:`lock_experiment`) right after the options are checked, before it resumes,
+creates or archives anything, and released when the run ends (:meth:`ExperimentLock.release`). *Every device*;
+under ``torchrun`` only rank 0 takes the lock (the other ranks never create or rename the folder).
 
 The lock is ``experiments/.<name>.lock``, beside the folder and not inside it (basicsr renames the folder when it
 archives it). It holds an exclusive ``flock`` for the life of the run and, as JSON, the owner's pid, host, start time,
@@ -23,8 +23,6 @@ import shlex
 import socket
 import sys
 from typing import Optional
-
-from kdplugins.runtime.option_checks import warn_about_archiving
 
 try:
     import fcntl
@@ -183,7 +181,6 @@ class ExperimentLock:
 
 
 _LOCKS = {}
-_installed = False
 
 
 def lock_experiment(opt: dict) -> Optional[ExperimentLock]:
@@ -192,28 +189,8 @@ def lock_experiment(opt: dict) -> Optional[ExperimentLock]:
     if not opt.get('is_train') or opt.get('rank', 0) != 0 or not root:
         return None
     key = os.path.realpath(root)
-    if key not in _LOCKS:
+    if key not in _LOCKS or _LOCKS[key].fd is None:  # a run before in this process released its lock
         lock = ExperimentLock(root)
         lock.acquire()
         _LOCKS[key] = lock
     return _LOCKS[key]
-
-
-def install_experiment_lock() -> None:
-    """Make ``basicsr.train.parse_options`` lock the experiment folder right after parsing (and after the option
-    checks when those are installed first), before ``train_pipeline`` resumes, creates or archives anything.
-    Idempotent; entry point only."""
-    global _installed
-    if _installed:
-        return
-    import basicsr.train
-    parse = basicsr.train.parse_options
-
-    def parse_and_lock(root_path, is_train=True):
-        opt, args = parse(root_path, is_train=is_train)
-        lock_experiment(opt)
-        warn_about_archiving(opt)  # once this run owns the name
-        return opt, args
-
-    basicsr.train.parse_options = parse_and_lock
-    _installed = True
