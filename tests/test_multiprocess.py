@@ -2,6 +2,7 @@
 ``forkserver``, exact resume with workers, one LMDB as training and validation set, two nodes, the README's torchrun
 line with a GPU option file, and a host project that only imports kdplugins."""
 import glob
+import os
 import pytest
 import re
 import subprocess
@@ -162,32 +163,49 @@ def test_one_lmdb_as_training_and_validation_set_in_one_process(tmp_path, tiny_l
 
 
 HOST_PROJECT = '''
+import os
 import kdplugins  # before basicsr, as the README says
-import basicsr.data, basicsr.data.data_sampler, basicsr.train
-from basicsr.losses import build_loss
-loss = build_loss({'type': 'CRDLoss', 'student_channels': 8, 'teacher_channels': 16, 'n_data': 20, 'nce_k': 8})
-assert type(loss).__name__ == 'CRDLoss'
-assert basicsr.train.EnlargedSampler is basicsr.data.data_sampler.EnlargedSampler
+import basicsr.data, basicsr.data.data_sampler, basicsr.train, basicsr.utils
+assert basicsr.train.EnlargedSampler is basicsr.data.data_sampler.EnlargedSampler  # basicsr's sampler and data
 assert basicsr.train.build_dataset is basicsr.data.build_dataset
 assert basicsr.train.create_train_val_dataloader.__module__ == 'basicsr.train'
-assert basicsr.train.load_resume_state.__module__ == 'kdplugins.runtime.shims'  # CPU mapping only
-from kdplugins.runtime import install_exact_resume
-install_exact_resume()
-from kdplugins.runtime.exact_resume import ResumableEnlargedSampler
-assert basicsr.train.EnlargedSampler is ResumableEnlargedSampler
-assert basicsr.train.create_train_val_dataloader.__module__ == 'kdplugins.runtime.exact_resume'
+assert basicsr.train.parse_options is basicsr.utils.options.parse_options
+assert basicsr.train.load_resume_state.__module__ == 'kdplugins.runtime.resume'  # compat 5
+basicsr.train.train_pipeline(os.getcwd())
 print('ok')
 '''
 
 
-def test_a_host_project_importing_kdplugins_keeps_basicsrs_sampler_and_dataloaders(tmp_path):
-    """A script that imports kdplugins to build a loss: basicsr's sampler, dataset building and dataloaders stay
-    basicsr's; the documented call installs exact resume."""
+def test_a_host_project_trains_and_resumes_a_kd_model_with_basicsrs_own_train_pipeline(tmp_path, tiny_lmdbs,
+                                                                                       teacher_path):
+    """A project that imports kdplugins and calls ``basicsr.train.train_pipeline``: basicsr's sampler, dataset
+    building and dataloaders stay basicsr's, and a KD model with its frozen teacher trains on the CPU and resumes
+    (the teacher from its own checkpoint, as no ``net_t_<iter>.pth`` is ever written), with no folder made of
+    ``path.strip_prefix_t``."""
     script = tmp_path / 'host.py'
     script.write_text(HOST_PROJECT)
-    env = {'PYTHONPATH': str(REPO), 'PATH': '/usr/bin:/bin'}
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert result.stdout.strip() == 'ok', result.stderr[-3000:]
+    opt = ddp_options(tiny_lmdbs, teacher_path, 0)
+    opt['train'].pop('check_rank_sync')
+    opt['train']['total_iter'] = 4
+    opt['logger']['save_checkpoint_freq'] = opt['val']['val_freq'] = 2
+    opt['path']['strip_prefix_t'] = 'module.'
+    yml = write_yaml(tmp_path / 'host.yml', opt)
+    env = {'PYTHONPATH': str(REPO), 'PATH': '/usr/bin:/bin', 'OMP_NUM_THREADS': '1'}
+
+    def host(*args):
+        result = subprocess.run([sys.executable, str(script), '-opt', str(yml), *args],
+                                capture_output=True,
+                                text=True,
+                                cwd=tmp_path,
+                                env=env)
+        assert result.stdout.strip().endswith('ok'), result.stdout[-3000:] + result.stderr[-3000:]
+
+    host('--force_yml', 'train:total_iter=2')
+    host('--auto_resume')
+    exp = tmp_path / 'experiments' / 'ddp'
+    assert 'Resuming training from epoch: 0, iter: 2.' in read_log(exp)
+    assert sorted(os.listdir(exp / 'models')) == ['net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth']
+    assert not (tmp_path / 'module.').exists() and not (exp / 'module.').exists()
 
 
 @pytest.mark.shared_data("the real RFDN x4 checkpoint and Set5 (HR, bundled x4 LR) at the option file's paths")

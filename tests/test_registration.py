@@ -64,7 +64,7 @@ def test_reload_of_a_module_replaces_its_entry():
 def test_functional_tensor_alias():
     import torchvision.transforms.functional as functional
     assert sys.modules['torchvision.transforms.functional_tensor'] is functional
-    assert kdplugins.runtime.shims.shims_installed()
+    assert kdplugins.runtime.compat.installed()
 
 
 def test_list_command(tmp_path):

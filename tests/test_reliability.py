@@ -152,7 +152,7 @@ def test_auto_resume_skips_a_truncated_latest_state(tmp_path, sr_run):
 
 def test_auto_resume_stops_when_no_state_loads(tmp_path, tiny_lmdbs, teacher_path, monkeypatch):
     """The lookup of ``--auto_resume`` itself (no training run: the files are real, the options are parsed)."""
-    from kdplugins.runtime.safe_checkpoints import ResumeStateError, load_newest_good_state
+    from kdplugins.runtime.resume import ResumeStateError, load_newest_good_state
     opt = kd_options(tiny_lmdbs, teacher_path, name='broken')
     yml = write_yaml(tmp_path / 'broken.yml', opt)
     parsed = parse_train_options(yml, tmp_path, '--auto_resume', monkeypatch=monkeypatch)
