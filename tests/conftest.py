@@ -316,7 +316,8 @@ def parse_train_options(yml: Path, root: Path, *args: str, monkeypatch) -> dict:
 def build(tmp_path, monkeypatch, opt: dict):
     """The model of ``opt`` built in this process, as the trainer builds it (experiment folders under tmp_path)."""
     from basicsr.models import build_model
-    from basicsr.utils import make_exp_dirs
+
+    from kdplugins.runtime.compat import make_exp_dirs  # as the pipeline makes the folders
     parsed = parse_train_options(write_yaml(tmp_path / 'opt.yml', opt), tmp_path, monkeypatch=monkeypatch)
     make_exp_dirs(parsed)
     return build_model(parsed), parsed
