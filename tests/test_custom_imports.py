@@ -80,7 +80,7 @@ def test_a_users_arch_and_loss_train_as_teacher_student_and_feature_tap(tiny_lmd
     if how == 'yaml':
         opt['custom_imports'] = ['my_project.archs']
     yml = write_yaml(project / f'{opt["name"]}.yml', opt)
-    result = run_module('kdplugins.train', '-opt', str(yml), *args, cwd=project)
+    result = run_module('kdplugins.train', '-opt', str(yml), *args, cwd=project, separate_process=True)
     assert result.returncode == 0
     log = ''.join(p.read_text() for p in (project / 'experiments' / opt['name']).glob('train_*.log'))
     assert len(re.findall(r'l_pix: [0-9.e+-]+ l_kd: [0-9.e+-]+ l_FitNetLoss: [0-9.e+-]+', log)) == 2
@@ -99,7 +99,7 @@ def test_an_import_that_fails_names_the_module_the_error_and_sys_path(tiny_lmdbs
     opt = my_options(tiny_lmdbs, project, 'broken')
     opt['custom_imports'] = ['my_project.no_such_module']
     yml = write_yaml(project / 'broken.yml', opt)
-    result = run_module('kdplugins.train', '-opt', str(yml), cwd=project, check=False)
+    result = run_module('kdplugins.train', '-opt', str(yml), cwd=project, check=False, separate_process=True)
     assert result.returncode != 0
     assert "custom_imports: cannot import 'my_project.no_such_module': ModuleNotFoundError" in result.stderr
     assert 'looked up on sys.path' in result.stderr and str(project) in result.stderr
@@ -109,7 +109,7 @@ def test_an_import_that_fails_names_the_module_the_error_and_sys_path(tiny_lmdbs
 def test_an_unknown_type_without_close_names_points_at_custom_imports(tiny_lmdbs, project):
     opt = my_options(tiny_lmdbs, project, 'unknown')  # MyTinySR without its import
     yml = write_yaml(project / 'unknown.yml', opt)
-    result = run_module('kdplugins.train', '-opt', str(yml), cwd=project, check=False)
+    result = run_module('kdplugins.train', '-opt', str(yml), cwd=project, check=False, separate_process=True)
     assert result.returncode != 0
     assert "network_g.type: unknown arch type 'MyTinySR'." in result.stderr
     assert ('A type of your own project must be imported first: add its module to the option file (custom_imports: '

@@ -2,7 +2,6 @@
 ``hr_images`` fixture of conftest.py) and, for the comparison with a benchmark's own LR files, Set5 from the shared
 data folder."""
 import cv2
-import lmdb
 import numpy as np
 import pytest
 import torch
@@ -11,14 +10,15 @@ from basicsr.utils import imfrombytes, img2tensor
 from conftest import run_script
 
 from kdplugins.data.paired_lmdb import bicubic_downscale, list_images, mod_crop, paired_samples, read_bgr
+from kdplugins.runtime.compat import open_lmdb
 
 
 def read_lmdb(path: str) -> dict:
-    env = lmdb.open(path, readonly=True, lock=False)
+    """Every image of an LMDB, read through the process's one environment of it (as basicsr's backend opens it: lmdb
+    refuses a second environment of a path that a training run in this process opened)."""
+    env = open_lmdb(path, readonly=True, lock=False, readahead=False)
     with env.begin() as txn:
-        images = {key.decode(): imfrombytes(value, float32=False) for key, value in txn.cursor()}
-    env.close()
-    return images
+        return {key.decode(): imfrombytes(value, float32=False) for key, value in txn.cursor()}
 
 
 def meta_keys(path: str) -> list:

@@ -21,6 +21,12 @@ def drawn_layers() -> list:
     return layers
 
 
+def imported_names(node: ast.AST) -> list:
+    if isinstance(node, ast.ImportFrom):
+        return [node.module] if node.module else []
+    return [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+
+
 def module_layer(module: str, rank: dict):
     parts = module.split('.')
     return rank.get(parts[1]) if len(parts) > 1 and parts[0] == 'kdplugins' else None
@@ -31,8 +37,10 @@ def test_every_import_goes_to_the_same_or_a_lower_layer():
     assert [name for name, _ in layers] == ['experiments', 'run', 'method models', 'components']
     rank = {part: len(layers) - i for i, (_, parts) in enumerate(layers) for part in parts}
     drawn = set(rank)
-    present = {p.name.removesuffix('.py') for p in PACKAGE.iterdir() if p.name != '__init__.py' and (
-        p.suffix == '.py' or (p / '__init__.py').is_file())}
+    present = {
+        p.name.removesuffix('.py')
+        for p in PACKAGE.iterdir() if p.name != '__init__.py' and (p.suffix == '.py' or (p / '__init__.py').is_file())
+    }
     assert present == drawn, f'the drawing misses {present - drawn} or names what is gone: {drawn - present}'
     upward = []
     for path in PACKAGE.rglob('*.py'):
@@ -41,8 +49,6 @@ def test_every_import_goes_to_the_same_or_a_lower_layer():
         if own is None:  # kdplugins/__init__.py: installs compat and registers the components
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else [
-                alias.name for alias in node.names
-            ] if isinstance(node, ast.Import) else []
+            names = imported_names(node)
             upward += [f'{module} imports {name}' for name in names if (module_layer(name, rank) or 0) > own]
     assert not upward, '\n'.join(upward)

@@ -55,8 +55,8 @@ def test_two_teachers_are_built_frozen_and_distilled_towards_their_mean(tmp_path
     model, parsed = build(tmp_path, monkeypatch, two_teacher_options(tiny_lmdbs, teachers))
     assert list(model.teachers) == ['network_t', 'network_t_2'] and model.net_t is model.teachers['network_t']
     expected = {}
-    for network, net_opt, path in (('network_t', TEACHER_NET, teachers['first']), ('network_t_2', SECOND,
-                                                                                    teachers['second'])):
+    sources = {'network_t': (TEACHER_NET, teachers['first']), 'network_t_2': (SECOND, teachers['second'])}
+    for network, (net_opt, path) in sources.items():
         teacher = model.teachers[network]
         assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
         reference = build_network(dict(net_opt))
@@ -75,8 +75,11 @@ def test_two_teachers_are_built_frozen_and_distilled_towards_their_mean(tmp_path
 
 def test_resume_points_only_the_saved_networks_at_the_checkpoint(tiny_lmdbs, teachers):
     opt = two_teacher_options(tiny_lmdbs, teachers)
-    opt['path'].update(resume_state='experiments/two/training_states/2.state', models='experiments/two/models',
-                       param_key_t_2='params_ema', param_key_g='params_ema')
+    opt['path'].update(
+        resume_state='experiments/two/training_states/2.state',
+        models='experiments/two/models',
+        param_key_t_2='params_ema',
+        param_key_g='params_ema')
     before = dict(opt['path'])
     check_resume(opt, 2)
     assert opt['path']['pretrain_network_g'] == 'experiments/two/models/net_g_2.pth'
@@ -126,9 +129,9 @@ def test_two_teachers_resume_exactly_and_are_validated_under_their_names(tmp_pat
     run_module('kdplugins.train', '-opt', str(yml), '--auto_resume', cwd=resumed)
     a, b = student(straight, 'two', 4), student(resumed, 'two', 4)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert sorted(os.listdir(resumed / 'experiments' / 'two' / 'models')) == [
-        'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth'
-    ]  # teachers are never saved
+    assert sorted(os.listdir(resumed / 'experiments' / 'two' /
+                             'models')) == ['net_g_2.pth', 'net_g_4.pth',
+                                            'net_g_latest.pth']  # teachers are never saved
     log = read_log(straight, 'two')
     assert len(re.findall(r'Teacher \(network_t\) on tiny_val: psnr: [0-9.]+', log)) == 1
     assert len(re.findall(r'Teacher \(network_t_2\) on tiny_val: psnr: [0-9.]+', log)) == 1

@@ -176,8 +176,8 @@ print('ok')
 '''
 
 
-def test_a_host_project_trains_and_resumes_a_kd_model_with_basicsrs_own_train_pipeline(tmp_path, tiny_lmdbs,
-                                                                                       teacher_path):
+def test_a_host_project_trains_and_resumes_a_kd_model_with_basicsrs_own_train_pipeline(
+        tmp_path, tiny_lmdbs, teacher_path):
     """A project that imports kdplugins and calls ``basicsr.train.train_pipeline``: basicsr's sampler, dataset
     building and dataloaders stay basicsr's, and a KD model with its frozen teacher trains on the CPU and resumes
     (the teacher from its own checkpoint, as no ``net_t_<iter>.pth`` is ever written), with no folder made of
@@ -193,11 +193,12 @@ def test_a_host_project_trains_and_resumes_a_kd_model_with_basicsrs_own_train_pi
     env = {'PYTHONPATH': str(REPO), 'PATH': '/usr/bin:/bin', 'OMP_NUM_THREADS': '1'}
 
     def host(*args):
-        result = subprocess.run([sys.executable, str(script), '-opt', str(yml), *args],
-                                capture_output=True,
-                                text=True,
-                                cwd=tmp_path,
-                                env=env)
+        result = subprocess.run(
+            [sys.executable, str(script), '-opt', str(yml), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env)
         assert result.stdout.strip().endswith('ok'), result.stdout[-3000:] + result.stderr[-3000:]
 
     host('--force_yml', 'train:total_iter=2')
