@@ -5,10 +5,12 @@ Results go to ``results/<name>`` under the current directory.
 import os
 
 from kdplugins.pipeline import test_pipeline
+from kdplugins.utils.errors import exit_on_configuration_error
 
 
 def main() -> None:
-    test_pipeline(os.getcwd())
+    with exit_on_configuration_error('kd-test'):  # a configuration error: its message alone, exit code 2
+        test_pipeline(os.getcwd())
 
 
 if __name__ == '__main__':

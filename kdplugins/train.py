@@ -12,11 +12,13 @@ import os
 
 from kdplugins.pipeline import train_pipeline
 from kdplugins.runtime.host_memory import keep_freed_host_memory
+from kdplugins.utils.errors import exit_on_configuration_error
 
 
 def main() -> None:
     keep_freed_host_memory()
-    train_pipeline(os.getcwd())
+    with exit_on_configuration_error('kd-train'):  # a configuration error: its message alone, exit code 2
+        train_pipeline(os.getcwd())
     close_process_group()
 
 

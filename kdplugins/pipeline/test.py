@@ -5,6 +5,7 @@ steps called where they run: ``--import`` modules and ``custom_imports`` before 
 (:func:`~kdplugins.runtime.option_checks.check_options`), the folders without the ``path`` keys that are options
 (:func:`~kdplugins.runtime.compat.make_exp_dirs`), and a new log file also for a second run in the same process.
 """
+import sys
 import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
@@ -16,11 +17,13 @@ from kdplugins.pipeline.train import start_root_logger
 from kdplugins.runtime.compat import make_exp_dirs
 from kdplugins.runtime.custom_imports import import_from_command_line, import_from_options
 from kdplugins.runtime.option_checks import check_options
+from kdplugins.runtime.option_file import check_option_file
 
 
 def test_pipeline(root_path: str):
     """Test as the option file given on the command line (``-opt``) says; returns the model."""
     import_from_command_line()
+    check_option_file(sys.argv)
     opt, _ = parse_options(root_path, is_train=False)
     import_from_options(opt)
     check_options(opt)

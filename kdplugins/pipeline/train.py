@@ -3,9 +3,10 @@
 It is basicsr 1.4.2's ``basicsr.train.train_pipeline`` (same steps, same order, same logs, files and checkpoints),
 with kdplugins' steps called where they run instead of being patched into basicsr:
 
-1. options: ``--import`` modules, basicsr's ``parse_options`` (which also starts the process group of ``torchrun`` /
-   ``--launcher``), the option file's ``custom_imports``, then every option checked at once
-   (:func:`~kdplugins.runtime.option_checks.check_options`);
+1. options: ``--import`` modules, the option file as written (YAML, duplicate keys, numbers after ``--force_yml``:
+   :func:`~kdplugins.runtime.option_file.check_option_file`), basicsr's ``parse_options`` (which also starts the
+   process group of ``torchrun`` / ``--launcher``), the option file's ``custom_imports``, then every option checked
+   at once (:func:`~kdplugins.runtime.option_checks.check_options`);
 2. the experiment folder locked for this run (:func:`~kdplugins.runtime.run_lock.lock_experiment`);
 3. the training state to resume from: one lookup, that skips a broken newest state under ``--auto_resume``
    (:func:`~kdplugins.runtime.resume.load_resume_state`), then basicsr's folders and option-file copy;
@@ -23,6 +24,7 @@ The current directory is where ``--auto_resume`` looks for states (as in basicsr
 import datetime
 import logging
 import math
+import sys
 import time
 import torch
 from basicsr.data import build_dataloader, build_dataset
@@ -41,6 +43,7 @@ from kdplugins.runtime.compat import make_exp_dirs
 from kdplugins.runtime.custom_imports import import_from_command_line, import_from_options
 from kdplugins.runtime.exact_resume import PerSampleSeededDataset, ResumableEnlargedSampler, skip_resumed_samples
 from kdplugins.runtime.option_checks import check_options, warn_about_archiving
+from kdplugins.runtime.option_file import check_option_file
 from kdplugins.runtime.resume import load_resume_state
 from kdplugins.runtime.run_lock import lock_experiment
 
@@ -49,6 +52,7 @@ def train_pipeline(root_path: str):
     """Train as the option file given on the command line (``-opt``, basicsr's arguments) says; returns the model."""
     # 1. options
     import_from_command_line()
+    check_option_file(sys.argv)
     opt, args = parse_options(root_path, is_train=True)
     opt['root_path'] = root_path
     import_from_options(opt)

@@ -11,8 +11,10 @@ import importlib
 import sys
 from typing import Iterable, List
 
+from kdplugins.utils.errors import ConfigurationError
 
-class CustomImportError(ImportError):
+
+class CustomImportError(ConfigurationError, ImportError):
     """A module named in ``custom_imports`` / ``--import`` could not be imported."""
 
 

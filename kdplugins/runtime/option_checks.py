@@ -12,9 +12,10 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from kdplugins.runtime.option_schema import option_problems
+from kdplugins.utils.errors import ConfigurationError
 
 
-class OptionError(ValueError):
+class OptionError(ConfigurationError, ValueError):
     """A YAML option has a value that cannot work; the message names the option and the fix."""
 
 
@@ -156,11 +157,26 @@ def warn_about_archiving(opt: dict) -> None:
             file=sys.stderr)
 
 
+def name_problems(opt: dict) -> List[str]:
+    """The experiment name becomes a folder (``experiments/<name>``), a log file name and a lock file name."""
+    name = opt.get('name')
+    if not isinstance(name, str) or not name.strip():
+        return [f'name: {name!r} is not a name; write e.g. name: KD_MSRResNet_x2.']
+    separators = [s for s in ('/', '\\', os.sep) if s in name]
+    if separators or name in ('.', '..') or name != name.strip():
+        fixed = name.strip().replace('/', '_').replace('\\', '_').strip('.') or 'run'
+        return [
+            f'name: {name!r} is not a folder name (path separators, dots or spaces at its ends): basicsr makes '
+            f'experiments/<name>, its log file and tb_logger/<name> from it. Use e.g. {fixed!r}.'
+        ]
+    return []
+
+
 def check_options(opt: dict) -> None:
     """Run every check; raises one :class:`OptionError` that lists every problem found."""
     problems = (
-        type_problems(opt) + option_problems(opt) + dataset_problems(opt) + pretrained_path_problems(opt) +
-        untrained_test_problems(opt) + device_problems(opt) + data_size_problems(opt))
+        name_problems(opt) + type_problems(opt) + option_problems(opt) + dataset_problems(opt) +
+        pretrained_path_problems(opt) + untrained_test_problems(opt) + device_problems(opt) + data_size_problems(opt))
     if len(problems) == 1:
         raise OptionError(problems[0])
     if problems:

@@ -11,14 +11,16 @@ or arch of another project) are not checked key by key.
 :func:`option_problems` returns every problem found (not only the first); :mod:`kdplugins.runtime.option_checks`
 raises them together before anything is built. Every device.
 """
+import fnmatch
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from kdplugins.distill.teacher import img_range_option, teacher_networks
-from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_PAIRED_DATASET, BASICSR_PATH_FIXED,
-                                             BASICSR_PATH_PREFIXES, BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL,
-                                             SR_TRAIN_OPTIONS)
-from kdplugins.utils.declared_options import block_problems, close_names, signature_block, type_problem, unknown_keys
+from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_NUMBERS, BASICSR_PAIRED_DATASET,
+                                             BASICSR_PATH_FIXED, BASICSR_PATH_PREFIXES, BASICSR_REQUIRED,
+                                             BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
+from kdplugins.utils.declared_options import (block_problems, close_names, number_text_hint, signature_block,
+                                              type_problem, unknown_keys)
 
 KDPLUGINS_TOP_LEVEL = {'custom_imports'}
 # per-network path keys (``<prefix><label>`` of ``network_<label>``): basicsr's and kdplugins' ``strip_prefix_``
@@ -165,6 +167,64 @@ def check_required(opt: dict) -> List[str]:
     return problems
 
 
+def values_at(opt: Mapping, pattern: str) -> Iterator[Tuple[str, Any]]:
+    """(option path, value) of every option of ``opt`` that ``pattern`` (``a.*.b``, ``train.optim_*.lr``) names."""
+    parts = pattern.split('.')
+
+    def walk(node: Any, depth: int, where: str) -> Iterator[Tuple[str, Any]]:
+        if depth == len(parts):
+            yield where, node
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                if fnmatch.fnmatchcase(str(key), parts[depth]):
+                    yield from walk(value, depth + 1, f'{where}.{key}' if where else str(key))
+
+    return walk(opt, 0, '')
+
+
+def number_problem(value: Any, kind: str, low: Optional[float], high: Optional[float], why: str,
+                   where: str) -> Optional[str]:
+    """What is wrong with one value of :data:`~kdplugins.utils.basicsr_options.BASICSR_NUMBERS`, or None."""
+    if kind in ('counts', 'numbers'):
+        if not isinstance(value, (list, tuple)):
+            return f'{where}: {value!r} is not a list; write e.g. [{value}].'
+        problems = (number_problem(item, kind[:-1], low, high, why, f'{where}[{i}]') for i, item in enumerate(value))
+        return next((problem for problem in problems if problem), None)
+    noun = 'whole number' if kind == 'count' else 'number'
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return f'{where}: {value!r} is text, expected a {noun}.{number_text_hint(value)}'
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f'{where}: {value!r} is a {type(value).__name__}, expected a {noun}.'
+    if kind == 'count' and float(value) != int(value):
+        return f'{where}: {value!r} is not a whole number.'
+    reason = f' ({why})' if why else ''
+    if low is not None and value < low:
+        return f'{where}: {value!r} is below {low}{reason}. Use a value of at least {low}.'
+    if high is not None and value > high:
+        return f'{where}: {value!r} is above {high}{reason}. Use a value of at most {high}.'
+    return None
+
+
+def number_problems(opt: Mapping) -> List[str]:
+    """Every number basicsr computes with (:data:`~kdplugins.utils.basicsr_options.BASICSR_NUMBERS`): its type after
+    YAML (``1e-3`` is text) and ``--force_yml``, and its range (0 for a frequency divides by zero)."""
+    problems = []
+    for pattern, (kind, low, high, why) in BASICSR_NUMBERS.items():
+        for where, value in values_at(opt, pattern):
+            problem = number_problem(value, kind, low, high, why, where)
+            if problem:
+                problems.append(problem)
+    num_gpu = opt.get('num_gpu', 'auto')
+    if num_gpu != 'auto':
+        problem = number_problem(num_gpu, 'count', 0, None, '', 'num_gpu')
+        if problem:
+            problems.append(problem + " Or write num_gpu: auto (every CUDA device).")
+    return problems
+
+
 def option_problems(opt: dict) -> List[str]:
     """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
-    return check_sections(opt) + check_required(opt) + check_datasets(opt) + check_networks(opt) + check_train(opt)
+    return (number_problems(opt) + check_sections(opt) + check_required(opt) + check_datasets(opt) +
+            check_networks(opt) + check_train(opt))

@@ -26,12 +26,14 @@ from basicsr.utils import check_resume as basicsr_check_resume
 from basicsr.utils.registry import MODEL_REGISTRY
 from typing import List, Optional, Tuple
 
+from kdplugins.utils.errors import ConfigurationError
+
 STATE_NAME = re.compile(r'^(\d+)\.state$')
 # per-network keys of ``path`` that describe where a network's weights come from (``<key>_<label>``)
 NETWORK_PATH_KEYS = ('pretrain_network', 'param_key', 'strict_load', 'strip_prefix')
 
 
-class ResumeStateError(RuntimeError):
+class ResumeStateError(ConfigurationError, RuntimeError):
     """No training state can be resumed; the message names each state and why."""
 
 
@@ -143,6 +145,11 @@ def load_newest_good_state(opt: dict, warnings: Optional[List[str]] = None) -> O
         opt['path']['resume_state'] = state_path
         check_resume(opt, resume_iter)
         return state
+    if not candidates:
+        _warn(
+            opt, f'--auto_resume found no training state in {os.path.abspath(states_dir)}: this run starts from '
+            'iteration 0. A run resumes from experiments/<name> under the folder it is started from: to continue a '
+            'run made elsewhere, start from that folder.', warnings)
     if skipped:
         raise ResumeStateError(
             f"--auto_resume found {len(skipped)} training state(s) in {states_dir}, but none can be resumed: " +
@@ -160,6 +167,33 @@ def load_resume_state(opt: dict, warnings: Optional[List[str]] = None) -> Option
     state_path = opt['path'].get('resume_state')
     if not state_path:
         return None
-    state = torch.load(state_path, map_location=map_location(), weights_only=False)
+    check_same_experiment(opt, state_path)
+    match = STATE_NAME.match(os.path.basename(state_path))
+    state, why = check_state(opt, state_path, int(match.group(1)) if match else -1)
+    if state is None and match:
+        raise ResumeStateError(f'path.resume_state {state_path} cannot be resumed: {why}. Set path.resume_state to '
+                               'an older state of the run, or use --auto_resume, which takes the newest one that '
+                               'loads.')
+    if state is None:
+        raise ResumeStateError(f'path.resume_state {state_path} is not a training state of basicsr (<iter>.state in '
+                               'experiments/<name>/training_states). Point it at one.')
     check_resume(opt, state['iter'])
     return state
+
+
+def check_same_experiment(opt: dict, state_path: str) -> None:
+    """``path.resume_state`` must be a state of this run's own experiment (``experiments/<name>/training_states``):
+    resuming another experiment's state trains a mixture of the two and writes over this experiment's later
+    checkpoints."""
+    own = os.path.realpath(opt['path']['training_states'])
+    folder = os.path.realpath(os.path.dirname(state_path) or '.')
+    if not os.path.isfile(state_path):
+        raise ResumeStateError(f'path.resume_state {state_path}: no such file. Point it at a state in {own}, or use '
+                               '--auto_resume.')
+    if folder != own:
+        raise ResumeStateError(
+            f"path.resume_state {state_path} is not a state of this experiment ({opt['name']}: its states are in "
+            f'{own}). Resuming it here would continue another run under this name and write over this '
+            "experiment's checkpoints. To continue that run, start it with its own name; to fine-tune from its "
+            'weights in this experiment, remove path.resume_state and set path.pretrain_network_g to its '
+            'models/net_g_<iter>.pth.')

@@ -24,13 +24,15 @@ import socket
 import sys
 from typing import Optional
 
+from kdplugins.utils.errors import ConfigurationError
+
 try:
     import fcntl
 except ImportError:  # not POSIX: the pid recorded in the file decides
     fcntl = None
 
 
-class ExperimentLockedError(RuntimeError):
+class ExperimentLockedError(ConfigurationError, RuntimeError):
     """Another live training run holds the experiment folder; the message names it and the fixes."""
 
 

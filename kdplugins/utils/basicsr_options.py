@@ -39,3 +39,35 @@ BASICSR_REQUIRED = {
     'datasets.train.paired': ('dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_rot'),
     'datasets.val': ('name', 'type'),
 }
+# The numbers basicsr 1.4.2 computes with, by option path (``*`` matches any key at that level, ``optim_*`` any key
+# starting so): (kind, smallest, largest, why the bound). Kinds: ``count`` an integer (an integral float, as
+# basicsr's own files write ``!!float 5e3``, counts), ``number`` an int or a float, ``counts`` / ``numbers`` a list
+# of such.
+MODULO = 'basicsr takes the iteration modulo it (0: ZeroDivisionError after the first iteration)'
+BASICSR_NUMBERS = {
+    'scale': ('count', 1, None, ''),
+    'manual_seed': ('count', 0, None, ''),
+    'datasets.*.batch_size_per_gpu': ('count', 1, None, 'an epoch of batches of 0 samples never ends'),
+    'datasets.*.num_worker_per_gpu': ('count', 0, None, ''),
+    'datasets.*.dataset_enlarge_ratio': ('count', 1, None, 'basicsr divides by the epoch length it gives'),
+    'datasets.*.gt_size': ('count', 1, None, ''),
+    'datasets.*.num_prefetch_queue': ('count', 1, None, ''),
+    'train.total_iter': ('count', 1, None, ''),
+    'train.warmup_iter': ('count', -1, None, '-1 switches warm-up off'),
+    'train.ema_decay': ('number', 0, 1, ''),
+    'train.optim_*.lr': ('number', 0, None, ''),
+    'train.optim_*.weight_decay': ('number', 0, None, ''),
+    'train.optim_*.eps': ('number', 0, None, ''),
+    'train.optim_*.momentum': ('number', 0, 1, ''),
+    'train.optim_*.betas': ('numbers', 0, 1, ''),
+    'train.scheduler.milestones': ('counts', 1, None, ''),
+    'train.scheduler.gamma': ('number', 0, None, ''),
+    'train.scheduler.periods': ('counts', 1, None, 'CosineAnnealingRestartLR divides by each period'),
+    'train.scheduler.restart_weights': ('numbers', 0, None, ''),
+    'train.scheduler.eta_min': ('number', 0, None, ''),
+    'train.*_opt.loss_weight': ('number', None, None, ''),  # its sign: option_schema.check_weights
+    'val.val_freq': ('count', 1, None, MODULO),
+    'val.metrics.*.crop_border': ('count', 0, None, ''),
+    'logger.print_freq': ('count', 1, None, MODULO),
+    'logger.save_checkpoint_freq': ('count', 1, None, MODULO),
+}

@@ -88,6 +88,17 @@ def unknown_keys(given: Mapping, valid: Iterable[str], where: str) -> List[str]:
     ]
 
 
+def number_text_hint(text: str) -> str:
+    """The fix for a number that YAML read as text (``1e-3``: YAML 1.1 wants a dot in the mantissa), or ''."""
+    try:
+        number = float(text)
+    except ValueError:
+        return ''
+    plain = str(int(number)) if number.is_integer() and 'e' in text.lower() else repr(number)
+    return (f' YAML 1.1 reads {text} (an exponent without a dot) as text: write {plain} or !!float {text}, in the '
+            'option file or in --force_yml.')
+
+
 def type_problem(value, default, where: str) -> List[str]:
     """A value whose type differs from its declared default's (an int is a valid float; None: anything goes)."""
     if default is None or value is None or default is REQUIRED:
@@ -99,7 +110,10 @@ def type_problem(value, default, where: str) -> List[str]:
         isinstance(value, expected) and (expected is bool or not isinstance(value, bool)))
     if ok:
         return []
-    return [f'{where}: {value!r} is a {type(value).__name__}, expected a {expected.__name__} (default {default!r}).']
+    hint = number_text_hint(value) if isinstance(value, str) and expected in (int, float) else ''
+    return [
+        f'{where}: {value!r} is a {type(value).__name__}, expected a {expected.__name__} (default {default!r}).{hint}'
+    ]
 
 
 def block_problems(given: Optional[Mapping], block: Block, where: str) -> List[str]:

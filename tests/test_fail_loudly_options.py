@@ -1,0 +1,127 @@
+"""Fail loudly, round two (docs/reliability.md): option files as written (YAML types after ``--force_yml``, duplicate
+and merge keys, ranges that divide, names that are paths) and resumes that could mix two runs stop before anything is
+created or overwritten, naming the input and the fix; the command line prints such errors without a traceback."""
+import hashlib
+import os
+import pytest
+import yaml
+from conftest import kd_options, run_module, save_teacher, write_yaml
+
+
+@pytest.fixture(scope='module')
+def teacher_path(tmp_path_factory):
+    return save_teacher(tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+
+
+def train_text(cwd, name: str, text: str, *args: str, check: bool = False):
+    yml = cwd / f'{name}.yml'
+    yml.write_text(text)
+    return run_module('kdplugins.train', '-opt', str(yml), *args, cwd=cwd, check=check)
+
+
+def dumped(opt: dict) -> str:
+    return yaml.safe_dump(opt, sort_keys=False)
+
+
+def test_numbers_that_yaml_reads_as_text_are_named_with_the_fix_also_through_force_yml(
+        tmp_path, tiny_lmdbs, teacher_path):
+    text = dumped(kd_options(tiny_lmdbs, teacher_path, name='typed')).replace('lr: 0.002', 'lr: 2e-3')
+    assert 'lr: 2e-3' in text
+    result = train_text(tmp_path, 'typed', text, '--force_yml', 'train:total_iter=4e0', 'logger:print_freq=0')
+    assert result.returncode != 0
+    for expected in ("train.optim_g.lr: '2e-3' is text, expected a number. YAML 1.1 reads 2e-3 (an exponent without "
+                     'a dot) as text: write 0.002 or !!float 2e-3, in the option file or in --force_yml.',
+                     "train.total_iter: '4e0' is text, expected a whole number. YAML 1.1 reads 4e0 (an exponent "
+                     'without a dot) as text: write 4 or !!float 4e0',
+                     'logger.print_freq: 0 is below 1 (basicsr takes the iteration modulo it (0: ZeroDivisionError '
+                     'after the first iteration)). Use a value of at least 1.', '3 problems in'):
+        assert expected in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_basicsrs_own_float_counts_are_accepted(tmp_path, tiny_lmdbs, teacher_path):
+    """basicsr's option files write counts as ``!!float 5e3``: an integral float is a valid count."""
+    text = dumped(kd_options(tiny_lmdbs, teacher_path, name='floats', total_iter=2))
+    text = text.replace('total_iter: 2', 'total_iter: !!float 2e0').replace('val_freq: 2', 'val_freq: !!float 2e0')
+    train_text(tmp_path, 'floats', text, check=True)
+    assert sorted(os.listdir(tmp_path / 'experiments' / 'floats' / 'models')) == ['net_g_2.pth', 'net_g_latest.pth']
+
+
+def test_duplicate_keys_and_merge_keys_are_named_with_their_lines(tmp_path, tiny_lmdbs, teacher_path):
+    text = dumped(kd_options(tiny_lmdbs, teacher_path, name='dupes'))
+    lines = text.splitlines()
+    first_train = lines.index('train:') + 1
+    text += 'train:\n  total_iter: 8\nnetwork_t:\n  <<: {num_feat: 16}\n'
+    result = train_text(tmp_path, 'dupes', text)
+    assert result.returncode != 0
+    last = len(lines)
+    assert (f'line {last + 1}: duplicate key train (first at line {first_train}): YAML keeps the last one only, so the '
+            f'one at line {first_train} would be dropped without a word.') in result.stderr, result.stderr[-3000:]
+    assert f'line {last + 4}: a YAML merge key (<<) in network_t' in result.stderr
+    assert not (tmp_path / 'experiments').exists()
+
+
+@pytest.mark.parametrize('name', ['runs/kd', '..', ' kd'])
+def test_an_experiment_name_that_is_a_path_stops_before_any_folder(tmp_path, tiny_lmdbs, teacher_path, name):
+    opt = kd_options(tiny_lmdbs, teacher_path, name=name)
+    result = train_text(tmp_path, 'named', dumped(opt))
+    assert f"name: {name!r} is not a folder name" in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'runs').exists()
+
+
+def digests(folder) -> dict:
+    return {p: hashlib.sha256(open(os.path.join(folder, p), 'rb').read()).hexdigest() for p in os.listdir(folder)}
+
+
+def test_a_resume_state_of_another_experiment_is_refused_and_nothing_is_overwritten(tmp_path, tiny_lmdbs, teacher_path):
+    for name in ('first', 'second'):
+        run_module(
+            'kdplugins.train',
+            '-opt',
+            str(write_yaml(tmp_path / f'{name}.yml', kd_options(tiny_lmdbs, teacher_path, name=name))),
+            cwd=tmp_path)
+    second = tmp_path / 'experiments' / 'second'
+    before = digests(second / 'models'), digests(second / 'training_states')
+    opt = kd_options(tiny_lmdbs, teacher_path, name='second', total_iter=6)
+    opt['path']['resume_state'] = 'experiments/first/training_states/2.state'
+    result = train_text(tmp_path, 'second_again', dumped(opt))
+    assert result.returncode != 0
+    assert ('path.resume_state experiments/first/training_states/2.state is not a state of this experiment (second: '
+            f"its states are in {second / 'training_states'})") in result.stderr, result.stderr[-3000:]
+    assert 'set path.pretrain_network_g to its models/net_g_<iter>.pth' in result.stderr
+    assert (digests(second / 'models'), digests(second / 'training_states')) == before
+    assert sorted(os.listdir(tmp_path / 'experiments')) == ['first', 'second']  # nothing archived or made
+
+
+def test_a_truncated_resume_state_is_named_and_auto_resume_says_where_it_looked(tmp_path, tiny_lmdbs, teacher_path):
+    opt = kd_options(tiny_lmdbs, teacher_path, name='cut')
+    yml = write_yaml(tmp_path / 'cut.yml', opt)
+    run_module('kdplugins.train', '-opt', str(yml), cwd=tmp_path)
+    state = tmp_path / 'experiments' / 'cut' / 'training_states' / '4.state'
+    os.truncate(state, 100)
+    opt['path']['resume_state'] = 'experiments/cut/training_states/4.state'
+    result = train_text(tmp_path, 'cut_again', dumped(opt))
+    assert ('path.resume_state experiments/cut/training_states/4.state cannot be resumed: it does not load'
+            in result.stderr), result.stderr[-3000:]
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    fresh = run_module(
+        'kdplugins.train', '-opt', str(yml), '--auto_resume', '--force_yml', 'train:total_iter=2', cwd=elsewhere)
+    assert (f"--auto_resume found no training state in {elsewhere / 'experiments' / 'cut' / 'training_states'}: this "
+            'run starts from iteration 0') in fresh.stderr
+
+
+def test_the_command_line_prints_a_configuration_error_without_a_traceback(tmp_path, tiny_lmdbs, teacher_path):
+    opt = kd_options(tiny_lmdbs, teacher_path, name='bad')
+    opt['val']['val_freq'] = 0
+    result = run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'bad.yml', opt)),
+        cwd=tmp_path,
+        check=False,
+        separate_process=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith('val.val_freq: 0 is below 1 (basicsr takes the iteration modulo it (0: '
+                                          'ZeroDivisionError after the first iteration)). Use a value of at least 1.')
+    assert 'Traceback' not in result.stderr and 'kd-train: error: val.val_freq' in result.stderr
