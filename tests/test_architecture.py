@@ -1,4 +1,4 @@
-"""The distillation base and its pieces: the refactor that introduced them changed no result."""
+"""The distillation base and its pieces; training results stay those of tests/training_digests.json."""
 import gc
 import json
 import os
@@ -14,41 +14,79 @@ from kdplugins.distill import loss_inputs
 from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
 from kdplugins.utils.declared_options import REQUIRED, Option, block_problems, read_block
 
-# the last commit before the distillation base (kdplugins/models/distill_model.py)
-BEFORE_REFACTOR = 'fd98bbda133ac21f377d8e739e8c6ba317b7198b'
+STORED_DIGESTS = REPO / 'tests' / 'training_digests.json'
+WRITE_DIGESTS = 'KDPLUGINS_WRITE_TRAINING_DIGESTS'
+REGENERATE = f'{WRITE_DIGESTS}=1 python -m pytest -q tests/test_architecture.py -k stored_digests'
 
 
-def reference_digests(workdir: Path, lmdbs: dict, package_root: Path) -> dict:
+def training_digests(workdir: Path, lmdbs: dict) -> dict:
+    """The output of tests/run_training_digests.py, run in a fresh process on ``lmdbs``."""
     workdir.mkdir()
     lmdb_file = workdir / 'lmdbs.json'
     lmdb_file.write_text(json.dumps(lmdbs))
-    env = {**os.environ, 'PYTHONPATH': str(package_root)}
     result = subprocess.run(
-        [sys.executable,
-         str(REPO / 'tests' / 'run_refactor_reference.py'),
+        [sys.executable, str(REPO / 'tests' / 'run_training_digests.py'),
          str(workdir), str(lmdb_file)],
         cwd=workdir,
-        env=env,
         capture_output=True,
         text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_kd_augkd_csd_and_memsr_train_bitwise_as_before_the_refactor(tmp_path, tiny_lmdbs):
-    """Three steps of KD (+FitNet, CRD), AugKD (+FAKD), CSD and MemSR give bitwise the same student weights and
-    logged losses with today's package as with the package of ``BEFORE_REFACTOR`` (taken from git history)."""
-    old = tmp_path / 'before'
-    old.mkdir()
-    archive = subprocess.run(['git', '-C', str(REPO), 'archive', BEFORE_REFACTOR, 'kdplugins'], capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f'needs the git history of kdplugins (commit {BEFORE_REFACTOR[:12]}): '
-                    f'{archive.stderr.decode().strip()}')
-    subprocess.run(['tar', '-x', '-C', str(old)], input=archive.stdout, check=True)
-    before = reference_digests(tmp_path / 'run_before', tiny_lmdbs, old)
-    now = reference_digests(tmp_path / 'run_now', tiny_lmdbs, REPO)
-    assert set(before) == {'kd', 'augkd', 'csd', 'memsr'}
-    assert now == before
+def write_stored_digests(methods: dict) -> None:
+    from run_training_digests import THREADS
+    commit = subprocess.run(['git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True)
+    changed = subprocess.run(['git', '-C', str(REPO), 'status', '--porcelain', 'kdplugins'],
+                             capture_output=True,
+                             text=True)
+    header = {
+        'command': REGENERATE,
+        'commit': commit.stdout.strip() + ('+uncommitted kdplugins changes' if changed.stdout.strip() else ''),
+        'torch': torch.__version__,
+        'torch_threads': THREADS,
+        'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+    }
+    STORED_DIGESTS.write_text(json.dumps({'made_by': header, 'methods': methods}, indent=2) + '\n')
+
+
+def digest_differences(stored: dict, now: dict) -> list:
+    problems = [f'{method}: stored, not run now' for method in stored if method not in now]
+    problems += [f'{method}: run now, not stored' for method in now if method not in stored]
+    for method in (m for m in stored if m in now):
+        if stored[method]['weights'] != now[method]['weights']:
+            problems.append(f"{method}: weights differ (stored {stored[method]['weights'][:16]}..., "
+                            f"now {now[method]['weights'][:16]}...)")
+        old, new = stored[method]['losses'], now[method]['losses']
+        if old != new:
+            names = [name for name in dict.fromkeys([*old, *new]) if old.get(name) != new.get(name)]
+            differ = '; '.join(f'{name} stored {old.get(name)}, now {new.get(name)}' for name in names)
+            problems.append(f'{method}: losses differ ({differ})')
+    return problems
+
+
+def test_kd_augkd_csd_memsr_and_crosskd_train_to_the_stored_digests(tmp_path, tiny_lmdbs):
+    """Three steps of KD (+FitNet, CRD), AugKD (+FAKD), CSD, MemSR and CrossKD (tests/run_training_digests.py, in a
+    fresh process, one torch thread) give bitwise the student weights and logged losses stored in
+    tests/training_digests.json, made by the code of the commit in its header: a change of the package that changes a
+    result fails here. When a change of results is intended, regenerate the file (and say why in the commit):
+
+        KDPLUGINS_WRITE_TRAINING_DIGESTS=1 python -m pytest -q tests/test_architecture.py -k stored_digests
+    """
+    now = training_digests(tmp_path / 'run', tiny_lmdbs)
+    assert set(now) == {'kd', 'augkd', 'csd', 'memsr', 'crosskd'}
+    if os.environ.get(WRITE_DIGESTS) == '1':
+        write_stored_digests(now)
+    stored = json.loads(STORED_DIGESTS.read_text())
+    problems = digest_differences(stored['methods'], now)
+    made_by = stored['made_by']
+    here = {'torch': torch.__version__, 'cpu_capability': torch.backends.cpu.get_cpu_capability()}
+    elsewhere = '; '.join(f'{key} {made_by.get(key)} there, {value} here' for key, value in here.items()
+                          if made_by.get(key) != value)
+    if elsewhere:
+        elsewhere = f' (not this machine: {elsewhere}; bitwise needs the same torch and CPU vector instructions)'
+    assert not problems, ('\n'.join(problems) + f'\nThe stored digests were made by {made_by}{elsewhere}.\n'
+                          f'Only if the change of results is intended, regenerate them with: {REGENERATE}')
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,12 +1,20 @@
-"""Train KD (+FitNet, CRD), AugKD (+FAKD), CSD and MemSR for three steps each in this process and print a digest of
-every model's student weights and logged losses, as JSON.
+"""Train fixed tiny runs of KD (+FitNet, CRD), AugKD (+FAKD), CSD, MemSR and CrossKD for three steps each and print,
+as JSON, ``{method: {"weights": sha256 of the student's state_dict, "losses": {name: repr(float)}}}``: the student's
+tensors' bytes in state_dict order, and ``model.log_dict`` after the last step.
 
-Run by tests/test_architecture.py twice, with today's package and with the package of the commit before the
-distillation base was introduced (on ``PYTHONPATH``), to show that the refactor changed no result. It uses only what
-both versions share: option files, basicsr's ``parse_options`` / ``build_model`` / dataloader, ``feed_data``,
-``optimize_parameters``, ``net_g`` and ``log_dict``.
+tests/test_architecture.py runs it in a fresh process (the global RNGs and basicsr's logger of the pytest process do
+not reach it) and compares its output with tests/training_digests.json, the results of the code that made that file,
+so that a change of the package that changes a result is seen. It uses only pieces a refactor of the run layer keeps:
+option files, basicsr's ``parse_options`` / ``make_exp_dirs`` / ``build_model`` / ``build_dataset`` /
+``build_dataloader``, ``feed_data``, ``optimize_parameters``, ``net_g`` and ``log_dict`` (no learning-rate schedule:
+the scheduler is never stepped). One torch thread, so the results do not depend on the machine's thread count.
 
-    python tests/run_refactor_reference.py WORKDIR LMDBS_JSON
+    python tests/run_training_digests.py WORKDIR LMDBS_JSON
+
+LMDBS_JSON names the LMDBs of the ``tiny_lmdbs`` fixture (tests/conftest.py). Regenerate the stored digests (only
+when a change of results is intended) with
+
+    KDPLUGINS_WRITE_TRAINING_DIGESTS=1 python -m pytest -q tests/test_architecture.py -k stored_digests
 """
 import hashlib
 import json
@@ -16,6 +24,9 @@ import torch
 import yaml
 
 import kdplugins  # noqa: F401
+
+THREADS = 1  # torch threads of every run
+STEPS = 3
 
 
 def tiny_options(lmdbs: dict, name: str, model_type: str, network_g: dict, network_t: dict, teacher: str,
@@ -63,12 +74,12 @@ def tiny_options(lmdbs: dict, name: str, model_type: str, network_g: dict, netwo
                 'lr': 2e-3,
                 'betas': [0.9, 0.99]
             },
-            'scheduler': {
+            'scheduler': {  # built, never stepped: the learning rate stays 2e-3
                 'type': 'MultiStepLR',
-                'milestones': [2],
+                'milestones': [1000],
                 'gamma': 0.5
             },
-            'total_iter': 3,
+            'total_iter': STEPS,
             'warmup_iter': -1,
             'pixel_opt': {
                 'type': 'L1Loss',
@@ -84,8 +95,34 @@ def tiny_options(lmdbs: dict, name: str, model_type: str, network_g: dict, netwo
     }
 
 
+TEACHERS = {
+    'msrresnet': {
+        'type': 'MSRResNet',
+        'num_feat': 16,
+        'num_block': 2,
+        'upscale': 2
+    },
+    'pixelshuffle_edsr': {
+        'type': 'PixelShuffleEDSR',
+        'num_feat': 8,
+        'num_block': 2,
+        'upscale': 2
+    },
+    # CrossKD splits at the input of EDSR's 'upsample', where nothing bypasses it (tests/test_crosskd.py's pair)
+    'edsr': {
+        'type': 'EDSR',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 12,
+        'num_block': 2,
+        'upscale': 2
+    },
+}
+
+
 def runs(lmdbs: dict, teachers: dict) -> dict:
-    msrresnet_t = {'type': 'MSRResNet', 'num_feat': 16, 'num_block': 2, 'upscale': 2}
+    """method -> options of its tiny x2 run; ``teachers``: name in :data:`TEACHERS` -> checkpoint path."""
+    msrresnet_t = dict(TEACHERS['msrresnet'])
     msrresnet_s = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 2}
     kd = {'kd_opt': {'type': 'L1Loss', 'loss_weight': 0.5}, 'teacher_check': False}
     return {
@@ -140,54 +177,57 @@ def runs(lmdbs: dict, teachers: dict) -> dict:
             'widths': [8] * 6,
             'upscale': 2,
             'one_pad': True
-        }, {
-            'type': 'PixelShuffleEDSR',
-            'num_feat': 8,
-            'num_block': 2,
-            'upscale': 2
-        }, teachers['pixelshuffle_edsr'], {
+        }, dict(TEACHERS['pixelshuffle_edsr']), teachers['pixelshuffle_edsr'], {
             **kd, 'memsr': {
                 'lambda': 0.3
+            }
+        }),
+        'crosskd':
+        tiny_options(lmdbs, 'ref_crosskd', 'CrossKDModel', {
+            'type': 'EDSR',
+            'num_in_ch': 3,
+            'num_out_ch': 3,
+            'num_feat': 8,
+            'num_block': 1,
+            'upscale': 2
+        }, dict(TEACHERS['edsr']), teachers['edsr'], {
+            **kd, 'crosskd': {
+                'student_layer': 'upsample',
+                'teacher_layer': 'upsample'
+            },
+            'crosskd_opt': {
+                'type': 'CrossKDLoss',
+                'loss_weight': 0.7
             }
         }),
     }
 
 
-def digest(model) -> str:
+def digests(model) -> dict:
+    """``weights``: sha256 of the student's tensors' bytes in state_dict order; ``losses``: ``repr`` of every logged
+    loss as a float."""
     net = model.net_g.module if hasattr(model.net_g, 'module') else model.net_g
     h = hashlib.sha256()
-    for key, value in net.state_dict().items():
-        h.update(key.encode())
+    for value in net.state_dict().values():
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    for key, value in sorted(model.log_dict.items()):
-        h.update(f'{key}={float(value)!r}'.encode())
-    return h.hexdigest()
+    return {'weights': h.hexdigest(), 'losses': {key: repr(float(value)) for key, value in model.log_dict.items()}}
 
 
 def main() -> None:
+    torch.set_num_threads(THREADS)
     from basicsr.archs import build_network
     from basicsr.data import build_dataloader, build_dataset
     from basicsr.models import build_model
     from basicsr.utils import make_exp_dirs
     from basicsr.utils.options import parse_options
-    workdir, lmdbs = sys.argv[1], json.loads(open(sys.argv[2]).read())
+    workdir, lmdbs = os.path.abspath(sys.argv[1]), json.loads(open(sys.argv[2]).read())
     os.chdir(workdir)
     teachers = {}
-    for key, net_opt in (('msrresnet', {
-            'type': 'MSRResNet',
-            'num_feat': 16,
-            'num_block': 2,
-            'upscale': 2
-    }), ('pixelshuffle_edsr', {
-            'type': 'PixelShuffleEDSR',
-            'num_feat': 8,
-            'num_block': 2,
-            'upscale': 2
-    })):
+    for key, net_opt in TEACHERS.items():
         torch.manual_seed(1)
         teachers[key] = os.path.abspath(f'{key}.pth')
         torch.save({'params': build_network(dict(net_opt)).state_dict()}, teachers[key])
-    digests = {}
+    results = {}
     for method, opt in runs(lmdbs, teachers).items():
         path = f'{method}.yml'
         with open(path, 'w') as f:
@@ -199,12 +239,11 @@ def main() -> None:
         model = build_model(parsed)
         dataset_opt = parsed['datasets']['train']
         loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False, sampler=None, seed=0)
-        for step, batch in zip(range(1, 4), loader):
-            model.update_learning_rate(step, warmup_iter=-1)
+        for step, batch in zip(range(1, STEPS + 1), loader):
             model.feed_data(batch)
             model.optimize_parameters(step)
-        digests[method] = digest(model)
-    print(json.dumps(digests))
+        results[method] = digests(model)
+    print(json.dumps(results))
 
 
 if __name__ == '__main__':
