@@ -5,7 +5,7 @@ import hashlib
 import os
 import pytest
 import yaml
-from conftest import kd_options, run_module, save_teacher, write_yaml
+from conftest import TEACHER_NET, kd_options, run_module, save_teacher, write_yaml
 
 
 @pytest.fixture(scope='module')
@@ -125,3 +125,44 @@ def test_the_command_line_prints_a_configuration_error_without_a_traceback(tmp_p
     assert result.stderr.strip().endswith('val.val_freq: 0 is below 1 (basicsr takes the iteration modulo it (0: '
                                           'ZeroDivisionError after the first iteration)). Use a value of at least 1.')
     assert 'Traceback' not in result.stderr and 'kd-train: error: val.val_freq' in result.stderr
+
+
+def test_without_a_validation_set_the_teacher_is_checked_on_training_crops(tmp_path, tiny_lmdbs, teacher_path):
+    """The tiny teacher has seeded random weights: below bicubic on any pairs."""
+    opt = kd_options(tiny_lmdbs, teacher_path, name='no_val', teacher_check=True)
+    del opt['datasets']['val'], opt['val']
+    result = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'no_val.yml', opt)), cwd=tmp_path, check=False)
+    assert 'The teacher (network_t) scores' in result.stderr and 'first pairs of tiny_train' in result.stderr, (
+        result.stderr[-3000:])
+
+
+def test_a_teacher_of_another_scale_is_named_with_the_scale_fix(tmp_path, tiny_lmdbs, teacher_path):
+    x4 = save_teacher(tmp_path / 'x4.pth', {**TEACHER_NET, 'upscale': 4})
+    opt = kd_options(tiny_lmdbs, x4, name='x4', teacher_check=True)
+    opt['network_t']['upscale'] = 4
+    result = run_module('kdplugins.train', '-opt', str(write_yaml(tmp_path / 'x4.yml', opt)), cwd=tmp_path, check=False)
+    assert 'network_t on tiny_val: The teacher returns (256, 256) for a (64, 64) LR image of the scale-2 data: it '
+    'upscales by another factor' in result.stderr, result.stderr[-3000:]
+
+
+def test_a_non_strict_load_that_fills_too_few_tensors_stops(tmp_path, tiny_lmdbs, teacher_path):
+    opt = kd_options(tiny_lmdbs, teacher_path, name='partial')
+    opt['path'].update(pretrain_network_g=str(teacher_path), strict_load_g=False)  # the teacher's widths: no fit
+    result = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'partial.yml', opt)), cwd=tmp_path, check=False)
+    assert f'The checkpoint {teacher_path} fills 1 of the 12 ' in result.stderr, result.stderr[-3000:]
+    assert 'tensors of the student (network_g) (a non-strict load; at least 50% required' in result.stderr
+    opt['train']['min_matched_weights'] = 0.0  # a deliberate start from random weights
+    run_module('kdplugins.train', '-opt', str(write_yaml(tmp_path / 'partial.yml', opt)), cwd=tmp_path)
+
+
+def test_a_run_that_skips_too_many_batches_stops_without_writing_its_checkpoint(tmp_path, tiny_lmdbs, teacher_path):
+    opt = kd_options(tiny_lmdbs, teacher_path, name='skipping', total_iter=4, skip_nonfinite_batches=True)
+    opt['train']['kd_opt']['loss_weight'] = float('nan')  # every batch is non-finite
+    result = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'skipping.yml', opt)), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert ('2 of the 2 batches so far were skipped as non-finite (train.skip_nonfinite_batches), more than '
+            'train.max_skipped_share = 0.1: the run stops at iteration 2') in result.stderr, result.stderr[-3000:]
+    assert os.listdir(tmp_path / 'experiments' / 'skipping' / 'models') == []

@@ -14,6 +14,7 @@ from torch import nn
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
+from kdplugins.utils.errors import ConfigurationError
 from kdplugins.utils.padding import forward_padded
 
 
@@ -100,7 +101,8 @@ def build_teacher(opt: dict, device: torch.device, network: str = 'network_t') -
         strict=path_opt.get(f'strict_load_{label}', True),
         what=f'teacher {network}',
         fix=f'Check {network} (type, widths, scale) against the checkpoint, or set path.param_key_{label} / '
-        f'path.strip_prefix_{label}; path.strict_load_{label}: false loads the matching keys only.')
+        f'path.strip_prefix_{label}; path.strict_load_{label}: false loads the matching keys only.',
+        min_share=float(opt.get('train', {}).get('min_matched_weights', 0.5)))
     img_range: Optional[float] = opt.get('train', {}).get(img_range_option(network), 1.0)
     return FrozenTeacher(net, img_range).to(device)
 
@@ -111,6 +113,14 @@ def build_teachers(opt: dict, device: torch.device) -> Dict[str, FrozenTeacher]:
     if 'network_t' not in networks:
         networks.insert(0, 'network_t')  # build_teacher says what is missing
     return {network: build_teacher(opt, device, network) for network in networks}
+
+
+class TeacherScaleError(ConfigurationError, ValueError):
+    """A teacher upscales by another factor than the data's."""
+
+
+class TeacherCheckError(ConfigurationError, ValueError):
+    """A teacher does worse than bicubic upscaling: not the trained teacher it should be."""
 
 
 def teacher_and_bicubic_psnr(teacher: nn.Module,
@@ -129,6 +139,11 @@ def teacher_and_bicubic_psnr(teacher: nn.Module,
         lq, gt = sample['lq'][None].to(device), sample['gt'][None]
         with torch.no_grad():
             out = forward_padded(teacher, lq, scale).cpu()
+        if tuple(out.shape[-2:]) != (lq.shape[-2] * scale, lq.shape[-1] * scale):
+            raise TeacherScaleError(
+                f'The teacher returns {tuple(out.shape[-2:])} for a {tuple(lq.shape[-2:])} LR image of the '
+                f'scale-{scale} data: it upscales by another factor. Set its scale option (upscale / scale) to the '
+                'scale of the data and use a checkpoint trained for it.')
         bicubic = F.interpolate(lq.cpu(), scale_factor=scale, mode='bicubic', align_corners=False)
         gt = gt[..., :out.shape[-2], :out.shape[-1]]
         for psnrs, sr in ((teacher_psnr, out), (bicubic_psnr, bicubic)):

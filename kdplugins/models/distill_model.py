@@ -15,16 +15,23 @@ from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
 from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision, compile_in_place, to_channels_last
-from kdplugins.distill.teacher import build_teachers, img_range_option, teacher_and_bicubic_psnr
+from kdplugins.distill.teacher import (TeacherCheckError, TeacherScaleError, build_teachers, img_range_option,
+                                       teacher_and_bicubic_psnr)
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
+from kdplugins.utils.checkpoint import CheckpointMismatchError, matched_share_problem, read_state_dict
 from kdplugins.utils.checkpoint_io import save_network_file, write_training_state
 from kdplugins.utils.declared_options import read_block
+from kdplugins.utils.errors import ConfigurationError
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.padding import forward_padded
-from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, restore_rng_state,
-                                         tensors_digest)
+from kdplugins.utils.train_state import (broadcast_from_rank0, capture_rng_state, gather_from_ranks, kept_rng_state,
+                                         restore_rng_state, tensors_digest)
 
 Taps = TypeVar('Taps', bound=Union[FeatureRecorder, InputSubstitution])
+
+
+class SkippedBatchesError(ConfigurationError, FloatingPointError):
+    """More batches than ``train.max_skipped_share`` were skipped as non-finite."""
 
 
 class DistillModel(SRModel):
@@ -54,6 +61,8 @@ class DistillModel(SRModel):
     TRAIN_OPTIONS = {
         **SR_TRAIN_OPTIONS, 'check_rank_sync': False,
         'skip_nonfinite_batches': False,
+        'max_skipped_share': 0.1,
+        'min_matched_weights': 0.5,
         'speed': SPEED_OPTIONS
     }
     TEACHER_TRAIN_OPTIONS = {'teacher_img_range': 1.0, 'teacher_check': True}
@@ -81,6 +90,7 @@ class DistillModel(SRModel):
         self.setup_optimizers()
         self.setup_schedulers()
         self._teacher_validated = set()
+        self.batches = {'done': 0, 'skipped': 0}  # non-finite batches skipped (train.skip_nonfinite_batches)
 
     def build_pixel_loss(self) -> Optional[nn.Module]:
         """``train.pixel_opt`` (student vs HR), or None."""
@@ -121,27 +131,34 @@ class DistillModel(SRModel):
                 compile_in_place(network, self.speed['compile_backend'])
 
     def check_teachers(self) -> None:
-        """Stop before the first iteration when a frozen teacher does worse than bicubic upscaling on the first pairs
-        of the first validation set (``train.teacher_check: false`` skips it; no validation set: nothing to check)."""
-        val_opts = [o for phase, o in (self.opt.get('datasets') or {}).items() if phase.split('_')[0] == 'val']
-        if not self.teachers or not self.opt['train'].get('teacher_check', True) or not val_opts:
+        """Stop before the first iteration when a frozen teacher does worse than bicubic upscaling, or upscales by
+        another factor, on the first pairs of the first validation set (without one: the first training crops);
+        ``train.teacher_check: false`` skips it."""
+        datasets = self.opt.get('datasets') or {}
+        val_opts = [o for phase, o in datasets.items() if phase.split('_')[0] == 'val']
+        check_opts = val_opts[:1] or [o for phase, o in datasets.items() if phase == 'train']
+        if not self.teachers or not self.opt['train'].get('teacher_check', True) or not check_opts:
             return
         from basicsr.data import build_dataset
-        dataset = build_dataset(dict(val_opts[0]))
-        scale = int(self.opt['scale'])
-        for network, teacher in self.teachers.items():
-            self.check_teacher(network, teacher, dataset, scale)
+        with kept_rng_state():  # training crops are random: the run's random streams stay as they were
+            dataset = build_dataset(dict(check_opts[0]))
+            scale = int(self.opt['scale'])
+            for network, teacher in self.teachers.items():
+                self.check_teacher(network, teacher, dataset, scale)
 
     def check_teacher(self, network: str, teacher: nn.Module, dataset, scale: int) -> None:
         """One teacher's check against bicubic (:meth:`check_teachers`)."""
-        teacher_psnr, bicubic = teacher_and_bicubic_psnr(teacher, dataset, scale, self.device)
         name = dataset.opt['name']
+        try:
+            teacher_psnr, bicubic = teacher_and_bicubic_psnr(teacher, dataset, scale, self.device)
+        except TeacherScaleError as error:
+            raise TeacherScaleError(f'{network} on {name}: {error}') from None
         get_root_logger().info(f'Teacher check of {network} on {name}: teacher {teacher_psnr:.2f} dB, bicubic '
                                f'{bicubic:.2f} dB (PSNR-Y of the first pairs).')
         if teacher_psnr < bicubic:
             path_opt, label = self.opt['path'], network[len('network_'):]
             range_option = img_range_option(network)
-            raise ValueError(
+            raise TeacherCheckError(
                 f'The teacher ({network}) scores {teacher_psnr:.2f} dB on the first pairs of {name}, below bicubic '
                 f'upscaling ({bicubic:.2f} dB): it is not the trained teacher it should be. Likely causes: the value '
                 f'range ({network} img_range, train.{range_option} = {self.opt["train"].get(range_option, 1)}: a '
@@ -203,7 +220,9 @@ class DistillModel(SRModel):
         self.optimizer_g.zero_grad()
         with self.precision.autocast():
             losses = self.compute_losses(current_iter)
+        self.batches['done'] += 1
         if not self.losses_are_finite(losses, current_iter):
+            self.batches['skipped'] += 1
             self.log_dict = OrderedDict()
             return
         self.precision.backward(sum(losses.values()))
@@ -347,10 +366,38 @@ class DistillModel(SRModel):
     def save(self, epoch: int, current_iter: int) -> None:
         """Student (and EMA) weights as ``SRModel`` saves them; the training state also holds the distillation
         modules and every rank's generator states. A frozen teacher is never saved."""
+        self.check_skipped_share(current_iter)
         self._rng_states = gather_from_ranks(capture_rng_state(self.rng))
         if self.opt['train'].get('check_rank_sync'):
             self.check_rank_sync(current_iter)
         super().save(epoch, current_iter)
+
+    def check_skipped_share(self, current_iter: int) -> None:
+        """Stop, before this checkpoint is written, a run that skipped more than ``train.max_skipped_share`` of its
+        batches as non-finite (a run whose every batch was skipped would end with exit 0 and untrained weights)."""
+        done, skipped = self.batches['done'], self.batches['skipped']
+        limit = float(self.opt['train'].get('max_skipped_share', 0.1))
+        if skipped and skipped > limit * done:
+            at = 'the end of training' if current_iter == -1 else f'iteration {current_iter}'
+            raise SkippedBatchesError(
+                f'{skipped} of the {done} batches so far were skipped as non-finite (train.skip_nonfinite_batches), '
+                f'more than train.max_skipped_share = {limit}: the run stops at {at} without writing this checkpoint; '
+                f'the last one in {self.opt["path"].get("models")} is kept. Check the loss weights, the learning rate '
+                'and the data, or raise train.max_skipped_share if such batches are expected.')
+
+    def load_network(self, net, load_path: str, strict: bool = True, param_key: Optional[str] = 'params') -> None:
+        """basicsr's ``load_network``; a non-strict load (``strict_load_g: false``) must fill at least
+        ``train.min_matched_weights`` of the network's tensors (basicsr only logs the keys it skipped)."""
+        if not strict:
+            own = self.get_bare_model(net).state_dict()
+            problem = matched_share_problem(
+                own, read_state_dict(load_path, param_key, 'module.', option='the checkpoint'),
+                float((self.opt.get('train') or {}).get('min_matched_weights', 0.5)), 'student (network_g)',
+                f'The checkpoint {load_path}', 'Check network_g against the checkpoint (type, widths, scale) and '
+                'path.param_key_g, or lower train.min_matched_weights for a deliberate partial start.')
+            if problem:
+                raise CheckpointMismatchError(problem)
+        super().load_network(net, load_path, strict, param_key)
 
     def check_rank_sync(self, current_iter: int) -> None:
         modules = [bare_module(self.net_g), self.distill_modules]
@@ -376,12 +423,14 @@ class DistillModel(SRModel):
                 for k, v in self.distill_modules.state_dict().items()
             },
             rng_states=self._rng_states,
-            grad_scaler=self.precision.state_dict())
+            grad_scaler=self.precision.state_dict(),
+            batches=dict(self.batches))
 
     def resume_training(self, resume_state: dict) -> None:
         super().resume_training(resume_state)
         self.distill_modules.load_state_dict(resume_state.get('distill_modules', {}))
         self.precision.load_state_dict(resume_state.get('grad_scaler'))
+        self.batches = dict(resume_state.get('batches', self.batches))
         rng_states: Optional[list] = resume_state.get('rng_states')
         world_size = self.opt.get('world_size', 1)
         if rng_states is not None and len(rng_states) == world_size:

@@ -2,7 +2,29 @@
 import os
 import torch
 from torch import nn
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
+
+from kdplugins.utils.errors import ConfigurationError
+
+
+class CheckpointMismatchError(ConfigurationError, ValueError):
+    """A checkpoint does not fit its network (strictly), or fills too few of its tensors (non-strict load)."""
+
+
+def matched_tensors(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> Tuple[int, int]:
+    """(how many of the network's tensors ``state`` fills with its key and shape, how many it has)."""
+    return sum(1 for k, v in own.items() if k in state and state[k].shape == v.shape), len(own)
+
+
+def matched_share_problem(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor], min_share: float, what: str,
+                          source: str, fix: str) -> Optional[str]:
+    """A message when a non-strict load fills less than ``min_share`` of the network's tensors, else None."""
+    matched, total = matched_tensors(own, state)
+    if total and matched / total < min_share:
+        return (f'{source} fills {matched} of the {total} tensors of the {what} (a non-strict load; at least '
+                f'{min_share:.0%} required, train.min_matched_weights): it would train from mostly random weights. '
+                f'{fix}')
+    return None
 
 
 def read_state_dict(path: str,
@@ -43,8 +65,10 @@ def load_state_dict_checked(net: nn.Module,
                             state: Dict[str, torch.Tensor],
                             strict: bool = True,
                             what: str = 'network',
-                            fix: str = '') -> None:
-    """``net.load_state_dict(state)`` that, when strict, lists every missing, unexpected and mis-shaped key."""
+                            fix: str = '',
+                            min_share: float = 0.0) -> None:
+    """``net.load_state_dict(state)`` that, when strict, lists every missing, unexpected and mis-shaped key, and when
+    not, stops when ``state`` fills less than ``min_share`` of the network's tensors."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -56,5 +80,8 @@ def load_state_dict_checked(net: nn.Module,
             if keys:
                 lines.append(f'  {title} ({len(keys)}): ' + ', '.join(keys[:20]) + (' ...' if len(keys) > 20 else ''))
         lines.append(fix or 'Check the network options (type, widths, scale) against the checkpoint.')
-        raise ValueError('\n'.join(lines))
+        raise CheckpointMismatchError('\n'.join(lines))
+    problem = None if strict else matched_share_problem(own, state, min_share, what, 'The checkpoint', fix)
+    if problem:
+        raise CheckpointMismatchError(problem)
     net.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)

@@ -1,11 +1,12 @@
 """Per-rank pieces of the training state that basicsr does not save: random generator states and digests."""
+import contextlib
 import hashlib
 import numpy as np
 import random
 import torch
 import torch.distributed as dist
 from torch import nn
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, Iterator, List
 
 
 def capture_rng_state(generator: torch.Generator) -> Dict[str, Any]:
@@ -19,6 +20,18 @@ def capture_rng_state(generator: torch.Generator) -> Dict[str, Any]:
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
+
+
+@contextlib.contextmanager
+def kept_rng_state() -> Iterator[None]:
+    """Python's, NumPy's and torch's CPU generators as they were before the block."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
 
 
 def restore_rng_state(state: Dict[str, Any], generator: torch.Generator) -> None:
