@@ -166,3 +166,101 @@ def test_a_run_that_skips_too_many_batches_stops_without_writing_its_checkpoint(
     assert ('2 of the 2 batches so far were skipped as non-finite (train.skip_nonfinite_batches), more than '
             'train.max_skipped_share = 0.1: the run stops at iteration 2') in result.stderr, result.stderr[-3000:]
     assert os.listdir(tmp_path / 'experiments' / 'skipping' / 'models') == []
+
+
+@pytest.fixture
+def disk_pairs(tmp_path, hr_images):
+    """x2 pairs as image folders (disk backend): 64x64 HR crops of the bundled photos and their LR."""
+    import cv2
+    folders = {'hr': tmp_path / 'disk' / 'hr', 'lr': tmp_path / 'disk' / 'lr'}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    for path in sorted(hr_images.iterdir()):
+        hr = cv2.imread(str(path))[:64, :64]
+        cv2.imwrite(str(folders['hr'] / path.name), hr)
+        cv2.imwrite(str(folders['lr'] / path.name), cv2.resize(hr, (32, 32), interpolation=cv2.INTER_AREA))
+    return folders
+
+
+def disk_options(tiny_lmdbs, teacher_path, folders, name: str) -> dict:
+    opt = kd_options(tiny_lmdbs, teacher_path, name=name)
+    for phase in ('train', 'val'):
+        opt['datasets'][phase].update(
+            dataroot_gt=str(folders['hr']), dataroot_lq=str(folders['lr']), io_backend={'type': 'disk'})
+    opt['datasets']['train']['batch_size_per_gpu'] = 2
+    return opt
+
+
+@pytest.mark.parametrize('phase', ['train', 'val'])
+def test_a_corrupt_image_is_named_with_its_data_set(tmp_path, tiny_lmdbs, teacher_path, disk_pairs, phase):
+    opt = disk_options(tiny_lmdbs, teacher_path, disk_pairs, f'corrupt_{phase}')
+    corrupt = disk_pairs['hr'] / 'coffee.png'
+    corrupt.write_bytes(corrupt.read_bytes()[:200])  # truncated
+    if phase == 'val':  # the training set without the file: only validation reads it
+        train_pairs = {k: tmp_path / f'train_{k}' for k in ('hr', 'lr')}
+        for key, folder in train_pairs.items():
+            folder.mkdir()
+            for path in disk_pairs[key].iterdir():
+                if path.name != 'coffee.png':
+                    (folder / path.name).write_bytes(path.read_bytes())
+        opt['datasets']['train'].update(dataroot_gt=str(train_pairs['hr']), dataroot_lq=str(train_pairs['lr']))
+    result = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'corrupt.yml', opt)), cwd=tmp_path, check=False)
+    name = 'tiny_train' if phase == 'train' else 'tiny_val'
+    assert f'datasets.{phase} ({name}): the sample ' in result.stderr, result.stderr[-3000:]
+    assert f'gt_path {corrupt} cannot be read' in result.stderr and 'Replace or remove that image' in result.stderr
+
+
+def test_a_corrupt_image_read_by_one_rank_stops_both_ranks_with_the_message(tmp_path, tiny_lmdbs, teacher_path,
+                                                                            disk_pairs):
+    import time
+    opt = disk_options(tiny_lmdbs, teacher_path, disk_pairs, 'corrupt_ddp')
+    opt['datasets']['train'].update(batch_size_per_gpu=1, num_worker_per_gpu=1)
+    opt['train']['total_iter'] = 20
+    corrupt = disk_pairs['lr'] / 'chelsea.png'
+    corrupt.write_bytes(b'not a png')
+    start = time.monotonic()
+    result = run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'ddp.yml', opt)),
+        '--launcher',
+        'pytorch',
+        cwd=tmp_path,
+        torchrun=2,
+        check=False)
+    assert result.returncode != 0
+    assert f'lq_path {corrupt} cannot be read' in result.stderr, result.stderr[-3000:]
+    assert time.monotonic() - start < 120
+
+
+def test_lmdb_keys_missing_from_the_lmdb_and_empty_sets_stop_before_training(tmp_path, tiny_lmdbs, teacher_path):
+    import shutil
+    lmdbs = {key: str(tmp_path / os.path.basename(path)) for key, path in tiny_lmdbs.items()}
+    for key, path in tiny_lmdbs.items():
+        shutil.copytree(path, lmdbs[key])
+    with open(os.path.join(lmdbs['train_hr'], 'meta_info.txt'), 'a') as f:
+        f.write('ghost_s001.png (64,64,3) 1\n')
+    open(os.path.join(lmdbs['val_lr'], 'meta_info.txt'), 'w').close()
+    result = run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'keys.yml', kd_options(lmdbs, teacher_path, name='keys'))),
+        cwd=tmp_path,
+        check=False)
+    assert (f"datasets.train.dataroot_gt: {lmdbs['train_hr']}/meta_info.txt lists 1 key(s) the LMDB does not hold "
+            '(ghost_s001)') in result.stderr, result.stderr[-3000:]
+    assert f"datasets.val.dataroot_lq: {lmdbs['val_lr']}/meta_info.txt lists no image: an empty data set" in (
+        result.stderr)
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_a_teacher_path_that_is_a_training_state_is_named(tmp_path, tiny_lmdbs, teacher_path):
+    opt = kd_options(tiny_lmdbs, teacher_path, name='state_as_teacher', total_iter=2)
+    run_module('kdplugins.train', '-opt', str(write_yaml(tmp_path / 'first.yml', opt)), cwd=tmp_path)
+    state = tmp_path / 'experiments' / 'state_as_teacher' / 'training_states' / '2.state'
+    opt = kd_options(tiny_lmdbs, state, name='second')
+    result = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'second.yml', opt)), cwd=tmp_path, check=False)
+    assert (f'path.pretrain_network_t: {state} cannot be read as network weights' in result.stderr
+            and 'It is a training state (<iter>.state' in result.stderr), result.stderr[-3000:]

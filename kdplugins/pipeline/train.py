@@ -46,6 +46,7 @@ from kdplugins.runtime.option_checks import check_options, warn_about_archiving
 from kdplugins.runtime.option_file import check_option_file
 from kdplugins.runtime.resume import load_resume_state
 from kdplugins.runtime.run_lock import lock_experiment
+from kdplugins.runtime.samples import NamedSamples
 
 
 def train_pipeline(root_path: str):
@@ -111,7 +112,7 @@ def start_root_logger(log_file: str) -> logging.Logger:
 
 def create_train_val_dataloader(opt: dict, logger: logging.Logger, resume_state: Optional[dict]):
     """basicsr's ``create_train_val_dataloader`` (same loaders, statistics and logs), the training set and sampler
-    those of exact resume."""
+    those of exact resume, every set naming a sample that cannot be read (:mod:`~kdplugins.runtime.samples`)."""
     train_loader, train_sampler, val_loaders = None, None, []
     for phase, dataset_opt in opt['datasets'].items():
         if phase == 'train':
@@ -138,7 +139,7 @@ def create_train_val_dataloader(opt: dict, logger: logging.Logger, resume_state:
                         f'\n\tRequire iter number per epoch: {num_iter_per_epoch}'
                         f'\n\tTotal epochs: {total_epochs}; iters: {total_iters}.')
         elif phase.split('_')[0] == 'val':
-            val_set = build_dataset(dataset_opt)
+            val_set = NamedSamples(build_dataset(dataset_opt))
             val_loader = build_dataloader(
                 val_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=None, seed=opt['manual_seed'])
             logger.info(f'Number of val images/folders in {dataset_opt["name"]}: {len(val_set)}')

@@ -18,8 +18,9 @@ import numpy as np
 import random
 import torch
 from basicsr.data.data_sampler import EnlargedSampler
-from torch.utils.data import Dataset
 from typing import Any, Iterator, Optional
+
+from kdplugins.runtime.samples import NamedSamples
 
 
 def sample_seed(manual_seed: int, epoch: int, rank: int, position: int) -> int:
@@ -38,34 +39,24 @@ class SeededIndex(int):
         return SeededIndex, (int(self), self.seed)
 
 
-class PerSampleSeededDataset(Dataset):
+class PerSampleSeededDataset(NamedSamples):
     """``dataset`` whose ``__getitem__`` runs with Python's, NumPy's and torch's CPU random generators seeded by the
-    seed of a :class:`SeededIndex` (and given back unchanged afterwards). Other attributes are the dataset's."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
+    seed of a :class:`SeededIndex` (and given back unchanged afterwards); a sample that cannot be read is named
+    (:class:`~kdplugins.runtime.samples.NamedSamples`). Other attributes are the dataset's."""
 
     def __getitem__(self, index: Any):
         if not isinstance(index, SeededIndex):
-            return self.dataset[index]
+            return self.read(int(index))
         states = random.getstate(), np.random.get_state(), torch.get_rng_state()
         random.seed(index.seed)
         np.random.seed(index.seed)
         torch.default_generator.manual_seed(index.seed)  # the CPU generator only: CUDA streams are left alone
         try:
-            return self.dataset[int(index)]
+            return self.read(int(index))
         finally:
             random.setstate(states[0])
             np.random.set_state(states[1])
             torch.set_rng_state(states[2])
-
-    def __getattr__(self, name: str):
-        if name == 'dataset':  # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
 
 class ResumableEnlargedSampler(EnlargedSampler):

@@ -69,7 +69,42 @@ def dataset_problems(opt: dict) -> List[str]:
                                 'or set io_backend.type to disk for an image folder.')
             elif is_lmdb and not root.endswith('.lmdb'):
                 problems.append(f"{option}: basicsr requires LMDB folders to end with '.lmdb', got {root!r}.")
+            else:
+                problems += readable_data_problems(option, root, is_lmdb)
     return problems
+
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+
+def readable_data_problems(option: str, root: str, is_lmdb: bool) -> List[str]:
+    """An empty data set, and LMDB keys that ``meta_info.txt`` lists but the LMDB lacks (read at the first batch
+    that draws them, thousands of iterations in, otherwise)."""
+    if not is_lmdb:
+        if os.path.isdir(root) and not any(name.lower().endswith(IMAGE_SUFFIXES) for name in os.listdir(root)):
+            return [
+                f'{option}: the folder {root!r} holds no image ({", ".join(IMAGE_SUFFIXES)}): an empty data set. '
+                'Fix the path, or fill the folder.'
+            ]
+        return []
+    from kdplugins.runtime.compat import open_lmdb
+    with open(os.path.join(root, 'meta_info.txt')) as f:
+        keys = [line.split('.png')[0] for line in f if line.strip()]
+    if not keys:
+        return [
+            f'{option}: {root}/meta_info.txt lists no image: an empty data set. Rebuild the LMDB with '
+            'scripts/create_lmdb.py.'
+        ]
+    env = open_lmdb(root, readonly=True, lock=False, readahead=False)  # as basicsr's LmdbBackend opens it
+    with env.begin(write=False) as txn:
+        missing = [key for key in keys if txn.get(key.encode('ascii')) is None]
+    if missing:
+        return [
+            f'{option}: {root}/meta_info.txt lists {len(missing)} key(s) the LMDB does not hold '
+            f'({", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}): a batch drawing them would stop '
+            'the run. Rebuild the LMDB with scripts/create_lmdb.py (it writes both), or remove those lines.'
+        ]
+    return []
 
 
 def pretrained_path_problems(opt: dict) -> List[str]:

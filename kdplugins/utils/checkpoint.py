@@ -11,6 +11,10 @@ class CheckpointMismatchError(ConfigurationError, ValueError):
     """A checkpoint does not fit its network (strictly), or fills too few of its tensors (non-strict load)."""
 
 
+class CheckpointReadError(ConfigurationError, ValueError):
+    """A checkpoint file cannot be read as network weights (a training state, a truncated file)."""
+
+
 def matched_tensors(own: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor]) -> Tuple[int, int]:
     """(how many of the network's tensors ``state`` fills with its key and shape, how many it has)."""
     return sum(1 for k, v in own.items() if k in state and state[k].shape == v.shape), len(own)
@@ -43,7 +47,16 @@ def read_state_dict(path: str,
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f'{option}: checkpoint file not found: {path!r}. Set {option} to an existing .pth '
                                 'file (relative paths are resolved from the current directory).')
-    loaded = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        loaded = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # noqa: B902  (torch raises RuntimeError, UnpicklingError, EOFError, ...)
+        what = (' It is a training state (<iter>.state: optimizers, schedulers, random states), not network weights: '
+                'use the network file of that iteration, models/net_<x>_<iter>.pth.' if path.endswith('.state') else
+                ' A training state (<iter>.state) holds no network weights; a truncated or corrupt file must be '
+                'restored or made again.')
+        first_line = (str(error).strip().splitlines() or [''])[0][:200]
+        raise CheckpointReadError(f'{option}: {path} cannot be read as network weights ({type(error).__name__}: '
+                                  f'{first_line}).{what}') from None
     state = _select_param_key(loaded, param_key, path)
     if strip_prefix:
         state = {(k[len(strip_prefix):] if k.startswith(strip_prefix) else k): v for k, v in state.items()}
