@@ -49,7 +49,7 @@ def test_csd_and_jt_start_from_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     jt, csd = options('jt', 1), options('csd', 1)
     assert jt['path']['pretrain_network_g'] == csd['path']['pretrain_network_g']
-    assert jt['train']['csd']['lambda_c'] == 0 and csd['train']['csd']['lambda_c'] > 0
+    assert jt['train']['contrastive_opt']['loss_weight'] == 0 and csd['train']['contrastive_opt']['loss_weight'] > 0
     assert {k: v for k, v in jt['train'].items() if k not in ('csd', 'contrastive_opt')} == \
         {k: v for k, v in csd['train'].items() if k not in ('csd', 'contrastive_opt')}
     params = torch.load(jt['path']['pretrain_network_g'])['params']
@@ -66,12 +66,16 @@ def test_memsr_runs_differ_only_in_initialization_and_distillation():
     assert runs['memsr']['network_g']['widths'] == [teacher['num_feat']] * (2 * teacher['num_block'] + 2)
     assert runs['memsr']['path']['pretrain_network_g'] == reproduction.memsr_init_file()
     assert runs['memsr_random']['path']['pretrain_network_g'] is None
-    assert runs['memsr_init_only']['train']['memsr']['lambda'] == 0
+    assert runs['memsr_init_only']['train']['memsr_opt']['loss_weight'] == 0
     for name, opt in runs.items():
         assert opt['network_g'] == runs['memsr']['network_g'] and opt['network_t'] == teacher
         assert opt['train']['scheduler']['type'] == 'OneCycleLR'
         assert opt['train']['memsr']['bridges'] == reproduction.memsr_init_file()
-    assert runs['memsr']['train']['memsr']['lambda'] == runs['memsr_random']['train']['memsr']['lambda'] == 0.3
+    assert runs['memsr']['train']['memsr_opt'] == runs['memsr_random']['train']['memsr_opt'] == {
+        'type': 'MemSRLoss',
+        'loss_weight': 0.3,
+        'epsilon': 1e-5
+    }
 
 
 def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: list, losses=None) -> None:

@@ -10,16 +10,20 @@ loads its teacher and trains.
 
 Loss weights (the project's convention): BasicSR images are in [0, 1]; pixel and KD terms are L1 with weight 1 unless
 a paper says otherwise; a published weight tuned next to an L1 pixel loss on [0, 255] images is divided by 255 (CSD's
-lambda_c 200, FAKD's 10).
+λ_C 200, FAKD's 10).
 """
 import os
 import yaml
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from kdplugins.losses.csd_loss import CSD_LAYER_WEIGHTS, CSD_NUM_NEGATIVES
+from kdplugins.losses.memsr_loss import MEMSR_EPSILON, MEMSR_LAMBDA
 from kdplugins.losses.published_weights import (AT_WEIGHT_DEFAULT, CRD_WEIGHT_DEFAULT, CSD_LAMBDA_C_DEFAULT,
                                                 FAKD_WEIGHT_DEFAULT, RKD_WEIGHT_DEFAULT)
+from kdplugins.memsr.convert import DEFAULT_OFFSET
 from kdplugins.models.augkd_model import AUGKD_OPTIONS
+from kdplugins.models.csd_model import CSD_OPTIONS
 from kdplugins.utils.declared_options import defaults
 
 SCALES = (2, 3, 4)
@@ -230,23 +234,17 @@ METHODS = {
     },
     'CSD': {
         'model_type': 'CSDModel',
+        'lambda_t': 1.0,  # CSD Eq. 3: the teacher's L1 term, next to the student's of the same range
         'csd': {
-            'width_mult': 0.25,
-            'lambda_t': 1.0,
-            'lambda_c': CSD_LAMBDA_C_DEFAULT,  # CSD Sec. 4.1: 200, next to an L1 pixel loss on [0, 255]
+            'width_mult': CSD_OPTIONS['width_mult'].default,
             'detach_teacher': True
         },
         'contrastive': {
             'type': 'CSDContrastiveLoss',
-            'num_negatives': 10,
+            'loss_weight': CSD_LAMBDA_C_DEFAULT,  # CSD Sec. 4.1: 200, next to an L1 pixel loss on [0, 255]
+            'num_negatives': CSD_NUM_NEGATIVES,
             'negatives_include_own': False,
-            'layer_weights': {
-                'relu1_1': 1 / 32,
-                'relu2_1': 1 / 16,
-                'relu3_1': 1 / 8,
-                'relu4_1': 1 / 4,
-                'relu5_1': 1.0
-            },
+            'layer_weights': dict(CSD_LAYER_WEIGHTS),
             'vgg_weights': None,
             'vgg_input_range': 1.0,
             'vgg_input_norm': True
@@ -254,11 +252,14 @@ METHODS = {
     },
     'JT': {  # CSD's joint-training baseline J-T: Eq. 1 only
         'model_type': 'CSDModel',
+        'lambda_t': 1.0,
         'csd': {
-            'width_mult': 0.25,
-            'lambda_t': 1.0,
-            'lambda_c': 0.0,
+            'width_mult': CSD_OPTIONS['width_mult'].default,
             'detach_teacher': True
+        },
+        'contrastive': {
+            'type': 'CSDContrastiveLoss',
+            'loss_weight': 0.0
         }
     },
     'Baseline': {  # CSD's individually trained student (EDSR+ 0.25x alone)
@@ -272,10 +273,13 @@ METHODS = {
     'PlainM': {
         'model_type': 'MemSRModel',
         'pixel': 1.0,
+        'memsr_opt': {
+            'type': 'MemSRLoss',
+            'loss_weight': MEMSR_LAMBDA,
+            'epsilon': MEMSR_EPSILON
+        },
         'memsr': {
-            'lambda': 0.3,
-            'epsilon': 1e-5,
-            'offset': 1000
+            'offset': DEFAULT_OFFSET
         }
     },
 }
@@ -709,11 +713,12 @@ def train_options(row: Row, method: dict) -> dict:
     }
     if row.method in ('CSD', 'JT'):
         train['pixel_opt'] = l1(1.0)
+        train['teacher_pixel_opt'] = l1(method['lambda_t'])
         train['csd'] = dict(method['csd'])
-        if method.get('contrastive'):
-            train['contrastive_opt'] = dict(method['contrastive'])
+        train['contrastive_opt'] = dict(method['contrastive'])
     elif row.method == 'PlainM':
         train['pixel_opt'] = l1(method['pixel'])
+        train['memsr_opt'] = dict(method['memsr_opt'])
         train['memsr'] = dict(method['memsr'], bridges=memsr_init_path(row.scale))
     else:
         train.update(kd_train_options(row, method))
@@ -788,8 +793,8 @@ def recipe_line(row: Row) -> str:
         return (f'Losses: L1 pixel {method["pixel"]:g} + L1 KD {method["kd"]:g} + {method["loss"]["type"]} '
                 f'({weights}) on {len(tap_pairs(row.backbone, method["taps"]))} tap(s).')
     if row.method == 'CSD':
-        return (f'Losses: L1(S) + lambda_t L1(T) + lambda_c CL, lambda_t {method["csd"]["lambda_t"]:g}, lambda_c '
-                '200/255, K 10 negatives, width 0.25.')
+        return (f'Losses: L1(S) + lambda_T L1(T) + lambda_C CL, lambda_T {method["lambda_t"]:g}, lambda_C 200/255, K '
+                f'{method["contrastive"]["num_negatives"]} negatives, width {method["csd"]["width_mult"]:g}.')
     return ''
 
 

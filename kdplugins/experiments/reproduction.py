@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
 from kdplugins.experiments.reproduction_logs import finished, last_iteration
+from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 
 
 def find_root() -> str:
@@ -104,7 +105,7 @@ GPU_RECIPE = {
 CSD = {
     'gt_size': 64,
     'width_mult': 0.5,
-    'lambda_c': 200.0 / 255,  # the paper's 200 on [0, 255] pixels (docs/conventions.md)
+    'lambda_c': CSD_LAMBDA_C_DEFAULT,  # the paper's 200 on [0, 255] pixels, / 255 (docs/conventions.md)
     'num_negatives': RECIPE['batch_size'] - 1,
     'vgg_weights': 'random'
 }
@@ -287,18 +288,12 @@ def with_csd(opt: dict, seed: int, contrastive: bool) -> dict:
     opt['datasets']['train']['gt_size'] = CSD['gt_size']
     opt['network_g'] = slim_edsr()
     opt['path']['pretrain_network_g'] = csd_init_file(seed)
-    opt['train']['csd'] = {
-        'width_mult': CSD['width_mult'],
-        'lambda_t': 1.0,
-        'lambda_c': CSD['lambda_c'] if contrastive else 0.0,
-        'detach_teacher': True
-    }
+    opt['train']['teacher_pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0}
+    opt['train']['csd'] = {'width_mult': CSD['width_mult'], 'detach_teacher': True}
+    opt['train']['contrastive_opt'] = {'type': 'CSDContrastiveLoss', 'loss_weight': 0.0}
     if contrastive:
-        opt['train']['contrastive_opt'] = {
-            'type': 'CSDContrastiveLoss',
-            'num_negatives': CSD['num_negatives'],
-            'vgg_weights': CSD['vgg_weights'],
-        }
+        opt['train']['contrastive_opt'].update(
+            loss_weight=CSD['lambda_c'], num_negatives=CSD['num_negatives'], vgg_weights=CSD['vgg_weights'])
     opt['val']['width_mult'] = CSD['width_mult']
     return opt
 
@@ -339,7 +334,7 @@ def memsr_network() -> dict:
 
 
 def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
-    """The settings of options/train/MemSR (MemSRModel, one-cycle lr, lambda, epsilon, C, bridges from Algorithm 1)
+    """The settings of options/train/MemSR (MemSRModel, one-cycle lr, λ, ε, C, bridges from Algorithm 1)
     with the recipe's data, patch, batch and iterations; the student has one width per plain teacher layer."""
     with open(MEMSR_OPTIONS) as f:
         memsr = yaml.safe_load(f)
@@ -353,9 +348,10 @@ def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
         pretrain_network_g=memsr_init_file() if winning_init else None,
         param_key_g='params')
     opt['train'].update(optim_g=memsr['train']['optim_g'], scheduler=memsr['train']['scheduler'])
+    opt['train']['memsr_opt'] = dict(memsr['train']['memsr_opt'])
     opt['train']['memsr'] = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
     if not distill:
-        opt['train']['memsr']['lambda'] = 0.0
+        opt['train']['memsr_opt']['loss_weight'] = 0.0
     return opt
 
 

@@ -22,8 +22,8 @@ from kdplugins.utils.declared_options import block_problems, close_names, signat
 KDPLUGINS_TOP_LEVEL = {'resume_position', 'custom_imports'}  # resume_position: written by kdplugins at run time
 KDPLUGINS_PATH = {'strip_prefix_t'}
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
-# loss options whose constructor keywords the model fills in itself (CSD: the weight and the detached positive)
-PROVIDED_BY_MODEL = {'contrastive_opt': ('loss_weight', 'detach_positive')}
+# loss options whose constructor keywords the model fills in itself (CSD: the detached positive)
+PROVIDED_BY_MODEL = {'contrastive_opt': ('detach_positive', )}
 
 
 def train_options_of(model_type: str) -> Optional[Dict[str, object]]:
