@@ -1,16 +1,24 @@
 """kdplugins.experiments.reproduction (scripts/reproduce.py): every run shares the recipe; only the documented settings
 differ."""
+import importlib.util
 import os
 import pytest
 import re
 import torch
 import yaml
+from conftest import REPO
 
 from kdplugins.experiments import reproduction
 from kdplugins.experiments import reproduction_logs as logs
 from kdplugins.experiments import reproduction_report as report
 
 DATA = {key: f'datasets/{key}.lmdb' for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')}
+
+
+@pytest.fixture(autouse=True)
+def data_root(monkeypatch):
+    """The data root scripts/reproduce.py passes by default for this repository's runs."""
+    monkeypatch.setattr(reproduction, 'DATA_ROOT', os.path.join('..', 'shared', 'data'))
 
 
 def options(method: str, seed: int) -> dict:
@@ -43,6 +51,29 @@ def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
                 assert opt['train']['feature_losses'] == reference['train']['feature_losses']
                 assert opt['train']['kd_opt'] == reference['train']['kd_opt']
                 assert train_set['type'] == reference['datasets']['train']['type']
+
+
+def test_the_data_root_comes_from_the_command_line_never_from_the_package(tmp_path, monkeypatch):
+    """scripts/reproduce.py passes --data-root, else $KDPLUGINS_DATA_ROOT, else ../shared/data beside the clone; a
+    relative root is read from the current directory and written relative to the repository root (where the runs
+    start), so the default gives the run options of before; without a root the package stops with the fix."""
+    spec = importlib.util.spec_from_file_location('reproduce', REPO / 'scripts' / 'reproduce.py')
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('KDPLUGINS_DATA_ROOT', raising=False)
+    reproduction.configure(data_root=script.arguments([]).data_root)
+    assert reproduction.DATA_ROOT == os.path.relpath(REPO.parent / 'shared' / 'data', reproduction.ROOT)
+    assert options('kd', 0)['path']['pretrain_network_t'] == os.path.join(reproduction.DATA_ROOT, 'checkpoints',
+                                                                          'RFDN_AIM_x4.pth')
+    monkeypatch.setenv('KDPLUGINS_DATA_ROOT', '/data/kd')
+    reproduction.configure(data_root=script.arguments([]).data_root)
+    assert reproduction.DATA_ROOT == '/data/kd'
+    reproduction.configure(data_root=script.arguments(['--data-root', 'images']).data_root)
+    assert reproduction.DATA_ROOT == os.path.relpath(tmp_path / 'images', reproduction.ROOT)
+    monkeypatch.setattr(reproduction, 'DATA_ROOT', None)
+    with pytest.raises(RuntimeError, match=r'data root is not set.*--data-root PATH, or KDPLUGINS_DATA_ROOT=PATH'):
+        options('kd', 0)
 
 
 def test_csd_and_jt_start_from_the_same_weights(tmp_path, monkeypatch):

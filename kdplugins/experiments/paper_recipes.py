@@ -1,12 +1,12 @@
 """The papers' table rows as BasicSR option files: ``options/train/paper/*.yml`` are generated from the data below.
 
-Sources (``../shared/papers/``): AugKD (Tables 1, 2, 3, 10, 11, App. A.1), CSD (Table 1, Algorithm 1, Sec. 4.1) and
-MemSR (Sec. 4.1, Table 4). The recipes are data, in one place: :data:`BACKBONES` (teacher / student networks and the
-public teacher checkpoints), :data:`FEATURE_KD_WEIGHTS` and :data:`METHODS` (per-method losses),
+Sources (the papers' texts, :data:`PAPER_FILES`): AugKD (Tables 1, 2, 3, 10, 11, App. A.1), CSD (Table 1, Algorithm 1,
+Sec. 4.1) and MemSR (Sec. 4.1, Table 4). The recipes are data, in one place: :data:`BACKBONES` (teacher / student
+networks and the public teacher checkpoints), :data:`FEATURE_KD_WEIGHTS` and :data:`METHODS` (per-method losses),
 :data:`SCHEDULES` (per-paper optimisation and data) and :data:`PAPER_ROWS` (which rows exist and their published
-numbers). ``python scripts/make_paper_options.py`` writes one file per row; ``tests/test_paper_recipes.py`` checks
-that the committed files are exactly what this module writes, that basicsr parses them and that each model builds,
-loads its teacher and trains.
+numbers). ``python scripts/make_paper_options.py`` writes one file per row; ``tests/test_paper_recipes.py`` checks that
+the committed files are exactly what this module writes, that basicsr parses them and that each model builds, loads its
+teacher and trains.
 
 Loss weights (the project's convention): BasicSR images are in [0, 1]; pixel and KD terms are L1 with weight 1 unless
 a paper says otherwise; a published weight tuned next to an L1 pixel loss on [0, 255] images is divided by 255 (CSD's

@@ -1,8 +1,9 @@
 """The reproduction's recipe, the options of every run and their training (scripts/reproduce.py: its command line).
 
 x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and
-Set14 (bundled LR, PSNR/SSIM on Y, border 4). Three claims (``CLAIMS``): distillation from the pretrained RFDN of
-``../shared/data/checkpoints`` (scratch, KD, AugKD, CRD+KD, FitNet, FAKD), CSD against joint training on a slimmable
+Set14 (bundled LR, PSNR/SSIM on Y, border 4), all read from the data root (:func:`configure`). Three claims
+(``CLAIMS``): distillation from the pretrained RFDN of the data root's ``checkpoints`` (scratch, KD, AugKD, CRD+KD,
+FitNet, FAKD), CSD against joint training on a slimmable
 EDSR, and MemSR's plain student (winning initialization + feature distillation, random initialization,
 initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE`` (student size, patch,
 batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and schedule). Runs go
@@ -38,10 +39,12 @@ def find_root() -> str:
 
 ROOT = find_root()
 
-SHARED = os.path.join(ROOT, '..', 'shared', 'data')
+# The source data (train/T91/HR, train/BSD200/HR, val/Set5 and val/Set14 with HR and LR_bicubic/X4, and
+# checkpoints/RFDN_AIM_x4.pth), relative to ROOT or absolute: set by configure(data_root=...) (scripts/reproduce.py
+# --data-root, or the environment variable it reads, KDPLUGINS_DATA_ROOT).
+DATA_ROOT: Optional[str] = None
 DATA = os.path.join('datasets', 'reproduce')
 OPTIONS_DIR = os.path.join('experiments', 'reproduce_options')
-RFDN_CHECKPOINT = os.path.join('..', 'shared', 'data', 'checkpoints', 'RFDN_AIM_x4.pth')
 
 # The recipe shared by every run (chosen so that the most expensive method, AugKD, trains in about 15 minutes on
 # 2 CPU cores). LR patches are 64x64: RFDN needs inputs of at least 15x15 and AugKD zooms out by 4.
@@ -113,6 +116,15 @@ CSD = {
 
 # ------------------------------------------------------------------------------------------------------------------
 # data
+def data_path(*parts: str) -> str:
+    """A path under the data root (relative to :data:`ROOT` unless the root is absolute)."""
+    if DATA_ROOT is None:
+        raise RuntimeError(
+            'The reproduction\'s data root is not set: call configure(data_root=...) (scripts/reproduce.py '
+            '--data-root PATH, or KDPLUGINS_DATA_ROOT=PATH).')
+    return os.path.join(DATA_ROOT, *parts)
+
+
 def build_data() -> Dict[str, str]:
     """Train and validation LMDBs under datasets/reproduce (built once)."""
     paths = {
@@ -120,8 +132,8 @@ def build_data() -> Dict[str, str]:
         'train_lr': os.path.join(DATA, 'T91_BSD200_LR_bicubic_X4_sub256.lmdb'),
     }
     if not os.path.exists(paths['train_hr']):
-        hr_images = list_images(os.path.join(SHARED, 'train', 'T91', 'HR'))
-        hr_images += list_images(os.path.join(SHARED, 'train', 'BSD200', 'HR'))
+        hr_images = list_images(data_path('train', 'T91', 'HR'))
+        hr_images += list_images(data_path('train', 'BSD200', 'HR'))
         count = write_paired_lmdb(
             paired_samples(hr_images, 4, crop_size=256, step=128), paths['train_hr'], paths['train_lr'])
         print(f'train: {count} HR/LR pairs in {paths["train_hr"]}', flush=True)
@@ -129,7 +141,7 @@ def build_data() -> Dict[str, str]:
         paths[f'{name}_hr'] = os.path.join(DATA, f'{name}_HR_X4.lmdb')
         paths[f'{name}_lr'] = os.path.join(DATA, f'{name}_LR_bicubic_X4.lmdb')
         if not os.path.exists(paths[f'{name}_hr']):
-            folder = os.path.join(SHARED, 'val', name)
+            folder = data_path('val', name)
             samples = paired_samples(
                 list_images(os.path.join(folder, 'HR')), 4, os.path.join(folder, 'LR_bicubic', 'X4'), '{}x4')
             count = write_paired_lmdb(samples, paths[f'{name}_hr'], paths[f'{name}_lr'])
@@ -230,7 +242,8 @@ def base_options(name: str, seed: int, data: Dict[str, str]) -> dict:
 def with_rfdn_teacher(opt: dict, model_type: str = 'KDModel', kd_weight: Optional[float] = 1.0) -> dict:
     opt['model_type'] = model_type
     opt['network_t'] = dict(RECIPE['teacher'])
-    opt['path'].update(pretrain_network_t=RFDN_CHECKPOINT, param_key_t=None, strict_load_t=True)
+    opt['path'].update(
+        pretrain_network_t=data_path('checkpoints', 'RFDN_AIM_x4.pth'), param_key_t=None, strict_load_t=True)
     if kd_weight:
         opt['train']['kd_opt'] = {'type': 'L1Loss', 'loss_weight': kd_weight}
     return opt
@@ -485,10 +498,17 @@ def run_seeds(method: str, seeds: List[int]) -> List[int]:
 
 # ------------------------------------------------------------------------------------------------------------------
 # the command line's steps (scripts/reproduce.py)
-def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = None, recipe: str = 'cpu') -> None:
-    """Choose the recipe (``cpu``: :data:`RECIPE`; ``gpu``: :data:`GPU_RECIPE` over it), set CSD's VGG-19 weights and
-    the iterations per run: a length other than the recipe's scales the milestones and the validation interval with
-    it (``val_freq`` at least 4)."""
+def configure(total_iter: Optional[int] = None,
+              vgg_weights: Optional[str] = None,
+              recipe: str = 'cpu',
+              data_root: Optional[str] = None) -> None:
+    """Choose the recipe (``cpu``: :data:`RECIPE`; ``gpu``: :data:`GPU_RECIPE` over it), set CSD's VGG-19 weights, the
+    data root (a relative one is relative to the current directory and kept relative to :data:`ROOT`, where the runs
+    start) and the iterations per run: a length other than the recipe's scales the milestones and the validation
+    interval with it (``val_freq`` at least 4)."""
+    global DATA_ROOT
+    if data_root is not None:
+        DATA_ROOT = data_root if os.path.isabs(data_root) else os.path.relpath(os.path.abspath(data_root), ROOT)
     if recipe == 'gpu':
         RECIPE.update(GPU_RECIPE)
     elif recipe != 'cpu':
@@ -504,13 +524,16 @@ def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = Non
 
 
 def enter_repository() -> None:
-    """Make :data:`ROOT` the current directory; stop if ``../shared/data`` (images and checkpoints) is missing."""
+    """Make :data:`ROOT` the current directory; stop if the data root (images and checkpoints) is missing."""
     if not os.path.isdir(os.path.join(ROOT, 'options', 'train')):
         raise SystemExit(f'{ROOT} is not a kdplugins clone (no options/train): run the reproduction from the root of '
                          'a clone of the repository, which it reads option files and scripts from.')
     os.chdir(ROOT)
-    if not os.path.isdir(SHARED):
-        raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')
+    if not os.path.isdir(data_path()):
+        raise SystemExit(f'The data root {os.path.abspath(data_path())} is not a folder: the reproduction reads its '
+                         'images and checkpoints there (train/T91/HR, train/BSD200/HR, val/Set5, val/Set14, '
+                         'checkpoints/RFDN_AIM_x4.pth). Pass scripts/reproduce.py --data-root PATH or set '
+                         'KDPLUGINS_DATA_ROOT=PATH.')
 
 
 def claim_methods() -> List[str]:
