@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from kdplugins.experiments.reproduction import (CLAIMS, CSD, METHODS, RECIPE, build_data, claim_methods, configure,
+from kdplugins.experiments.reproduction import (CLAIMS, CSD, RECIPE, RUNS, build_data, claim_methods, configure,
                                                 enter_repository, train_all)
 from kdplugins.experiments.reproduction_report import calibration_table, write_report
 
@@ -29,7 +29,7 @@ DEFAULT_DATA_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath
 
 def arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--only', nargs='+', choices=list(METHODS), help='methods to run (default: all)')
+    parser.add_argument('--only', nargs='+', choices=list(RUNS), help='runs to train (default: every claim\'s)')
     parser.add_argument(
         '--recipe',
         choices=['cpu', 'gpu'],

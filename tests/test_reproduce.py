@@ -8,7 +8,7 @@ import torch
 import yaml
 from conftest import REPO
 
-from kdplugins.experiments import reproduction
+from kdplugins.experiments import method_options, paper_recipes, reproduction
 from kdplugins.experiments import reproduction_logs as logs
 from kdplugins.experiments import reproduction_report as report
 
@@ -22,14 +22,13 @@ def data_root(monkeypatch):
 
 
 def options(method: str, seed: int) -> dict:
-    return reproduction.METHODS[method](reproduction.base_options(reproduction.run_name(method, seed), seed, DATA),
-                                        seed)
+    return reproduction.RUNS[method](reproduction.base_options(reproduction.run_name(method, seed), seed, DATA), seed)
 
 
 def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the CSD initialization files are written here
     recipe = reproduction.RECIPE
-    for method in reproduction.METHODS:
+    for method in reproduction.RUNS:
         for seed in recipe['seeds']:
             opt = options(method, seed)
             train_set = opt['datasets']['train']
@@ -46,7 +45,7 @@ def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
                 assert opt['network_g'] == recipe['student']
                 assert opt['train']['optim_g']['lr'] == recipe['lr']
             if method in reproduction.FEATURE_KD_OPTIONS:  # the settings documented in the method's option file
-                with open(reproduction.FEATURE_KD_OPTIONS[method]) as f:
+                with open(reproduction.FEATURE_KD_OPTIONS[method][1]) as f:
                     reference = yaml.safe_load(f)
                 assert opt['train']['feature_losses'] == reference['train']['feature_losses']
                 assert opt['train']['kd_opt'] == reference['train']['kd_opt']
@@ -74,6 +73,38 @@ def test_the_data_root_comes_from_the_command_line_never_from_the_package(tmp_pa
     monkeypatch.setattr(reproduction, 'DATA_ROOT', None)
     with pytest.raises(RuntimeError, match=r'data root is not set.*--data-root PATH, or KDPLUGINS_DATA_ROOT=PATH'):
         options('kd', 0)
+
+
+def test_the_paper_recipes_and_the_reproduction_build_every_method_with_the_one_builder(tmp_path, monkeypatch):
+    """One table of methods (kdplugins.experiments.method_options.METHODS) and one builder: every paper row and every
+    reproduction run gets its model and losses from ``method_options``, each with its own networks, taps and
+    settings."""
+    calls = []
+
+    def recorded(method, taps=(), **settings):
+        calls.append(method)
+        return method_options.method_options(method, taps, **settings)
+
+    assert not hasattr(reproduction, 'METHODS') and paper_recipes.METHODS is method_options.METHODS
+    monkeypatch.setattr(paper_recipes, 'method_options', recorded)
+    monkeypatch.setattr(reproduction, 'method_options', recorded)
+    monkeypatch.chdir(tmp_path)
+    for row in paper_recipes.PAPER_ROWS:
+        calls.clear()
+        opt = paper_recipes.options(row)
+        assert calls and {opt['model_type']} == {method_options.METHODS[m]['model_type'] for m in calls}, row
+    paper_methods = {paper_recipes.ROW_METHODS.get(row.method, row.method) for row in paper_recipes.PAPER_ROWS}
+    for run in reproduction.RUNS:
+        calls.clear()
+        opt = options(run, 0)
+        assert len(calls) == 1 and opt['model_type'] == method_options.METHODS[calls[0]]['model_type'], run
+        assert calls[0] in paper_methods | {'CRD'}, run
+    # one method, each caller's settings: the paper's CSD row and the reproduction's CSD run
+    paper_csd = paper_recipes.options(next(row for row in paper_recipes.PAPER_ROWS if row.method == 'CSD'))['train']
+    run_csd = options('csd', 0)['train']
+    assert run_csd['teacher_pixel_opt'] == paper_csd['teacher_pixel_opt']
+    assert run_csd['contrastive_opt']['loss_weight'] == paper_csd['contrastive_opt']['loss_weight']
+    assert (run_csd['csd']['width_mult'], paper_csd['csd']['width_mult']) == (reproduction.CSD['width_mult'], 0.25)
 
 
 def test_csd_and_jt_start_from_the_same_weights(tmp_path, monkeypatch):

@@ -22,8 +22,8 @@ import yaml
 from typing import Callable, Dict, List, Optional
 
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
+from kdplugins.experiments.method_options import feature_settings, method_options
 from kdplugins.experiments.reproduction_logs import finished, last_iteration
-from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 
 
 def find_root() -> str:
@@ -99,19 +99,13 @@ GPU_RECIPE = {
     'title': 'GPU recipe (x4, T91 + BSD200, one CUDA GPU): scratch, KD and AugKD',
 }
 
-# CSD: student width and contrastive weight as in options/train/CSD; the negatives are the other LR images of the batch
+# CSD: student width as in options/train/CSD, the method's weights; the negatives are the other LR images of the batch
 # (upsampled), so at most batch - 1 of them (the paper's 10 need a batch of 11). The VGG-19 of the contrastive loss
 # needs ImageNet weights that are not on this machine: 'random' runs an untrained VGG-19 (not the paper's loss; the
 # report says which was used), --vgg-weights PATH loads the real ones. The VGG-19 passes (anchor, positive and
 # negatives of every sample) make a CSD step at the recipe's 256x256 patches about 30 s here, so CSD and J-T share
 # smaller patches (64x64 HR) with the recipe's batch, iterations and seeds.
-CSD = {
-    'gt_size': 64,
-    'width_mult': 0.5,
-    'lambda_c': CSD_LAMBDA_C_DEFAULT,  # the paper's 200 on [0, 255] pixels, / 255 (docs/conventions.md)
-    'num_negatives': RECIPE['batch_size'] - 1,
-    'vgg_weights': 'random'
-}
+CSD = {'gt_size': 64, 'width_mult': 0.5, 'num_negatives': RECIPE['batch_size'] - 1, 'vgg_weights': 'random'}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -239,35 +233,43 @@ def base_options(name: str, seed: int, data: Dict[str, str]) -> dict:
     }
 
 
-def with_rfdn_teacher(opt: dict, model_type: str = 'KDModel', kd_weight: Optional[float] = 1.0) -> dict:
-    opt['model_type'] = model_type
+def with_method(opt: dict, method: str, taps=(), **settings) -> dict:
+    """``opt`` with the model, the losses and the dataset type of ``method`` (a key of
+    :data:`kdplugins.experiments.method_options.METHODS`; ``taps`` and ``settings``: :func:`method_options`)."""
+    built = method_options(method, taps, **settings)
+    opt['model_type'] = built.model_type
+    opt['train'].update(built.train)
+    if built.dataset_type:
+        opt['datasets']['train']['type'] = built.dataset_type
+    return opt
+
+
+def with_rfdn_teacher(opt: dict) -> dict:
+    """The pretrained RFDN of the data root as ``network_t``."""
     opt['network_t'] = dict(RECIPE['teacher'])
     opt['path'].update(
         pretrain_network_t=data_path('checkpoints', 'RFDN_AIM_x4.pth'), param_key_t=None, strict_load_t=True)
-    if kd_weight:
-        opt['train']['kd_opt'] = {'type': 'L1Loss', 'loss_weight': kd_weight}
     return opt
 
 
+# the feature distillation runs: their method and the option file whose settings they take
 FEATURE_KD_OPTIONS = {
-    'crd': os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml'),
-    'fitnet': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FitNet_RFDN_EDSR_x4.yml'),
-    'fakd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FAKD_RFDN_EDSR_x4.yml'),
-    'at': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_AT_RFDN_EDSR_x4.yml'),
-    'rkd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_RKD_RFDN_EDSR_x4.yml'),
+    'crd': ('CRD', os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml')),
+    'fitnet': ('FitNet', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FitNet_RFDN_EDSR_x4.yml')),
+    'fakd': ('FAKD', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FAKD_RFDN_EDSR_x4.yml')),
+    'at': ('AT', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_AT_RFDN_EDSR_x4.yml')),
+    'rkd': ('RKD', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_RKD_RFDN_EDSR_x4.yml')),
 }
 
 
-def with_feature_kd(opt: dict, method: str) -> dict:
-    """The feature distillation of the method's option file (its ``feature_losses``: taps, weights and settings,
-    its pixel and output-KD terms, its dataset type) with the RFDN teacher on the recipe's student and data."""
-    with open(FEATURE_KD_OPTIONS[method]) as f:
+def with_feature_kd(opt: dict, run: str) -> dict:
+    """The method of a feature distillation run with the RFDN teacher on the recipe's student and data, its taps and
+    weights those of the method's option file (:func:`~kdplugins.experiments.method_options.feature_settings`)."""
+    method, path = FEATURE_KD_OPTIONS[run]
+    with open(path) as f:
         reference = yaml.safe_load(f)
-    opt = with_rfdn_teacher(opt, kd_weight=(reference['train'].get('kd_opt') or {}).get('loss_weight'))
-    opt['train']['pixel_opt'] = dict(reference['train']['pixel_opt'])
-    opt['train']['feature_losses'] = reference['train']['feature_losses']
-    opt['datasets']['train']['type'] = reference['datasets']['train']['type']
-    return opt
+    taps, settings = feature_settings(reference['train'])
+    return with_method(with_rfdn_teacher(opt), method, taps, **settings)
 
 
 def with_feature_weight(opt: dict, weight: float) -> dict:
@@ -297,18 +299,16 @@ def csd_init_file(seed: int) -> str:
 
 
 def with_csd(opt: dict, seed: int, contrastive: bool) -> dict:
-    opt['model_type'] = 'CSDModel'
+    """CSD (``contrastive``) or J-T on the slimmable EDSR, from the seed's initialization, with the recipe's width
+    and negatives."""
     opt['datasets']['train']['gt_size'] = CSD['gt_size']
     opt['network_g'] = slim_edsr()
     opt['path']['pretrain_network_g'] = csd_init_file(seed)
-    opt['train']['teacher_pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0}
-    opt['train']['csd'] = {'width_mult': CSD['width_mult'], 'detach_teacher': True}
-    opt['train']['contrastive_opt'] = {'type': 'CSDContrastiveLoss', 'loss_weight': 0.0}
-    if contrastive:
-        opt['train']['contrastive_opt'].update(
-            loss_weight=CSD['lambda_c'], num_negatives=CSD['num_negatives'], vgg_weights=CSD['vgg_weights'])
     opt['val']['width_mult'] = CSD['width_mult']
-    return opt
+    settings = {'csd': {'width_mult': CSD['width_mult']}}
+    if contrastive:
+        settings['contrastive_opt'] = {'num_negatives': CSD['num_negatives'], 'vgg_weights': CSD['vgg_weights']}
+    return with_method(opt, 'CSD' if contrastive else 'JT', **settings)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -352,7 +352,6 @@ def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
     with open(MEMSR_OPTIONS) as f:
         memsr = yaml.safe_load(f)
     teacher = memsr_network()
-    opt['model_type'] = memsr['model_type']
     opt['network_t'] = teacher
     opt['network_g'] = {**memsr['network_g'], 'widths': [teacher['num_feat']] * (2 * teacher['num_block'] + 2)}
     opt['path'].update(
@@ -361,11 +360,9 @@ def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
         pretrain_network_g=memsr_init_file() if winning_init else None,
         param_key_g='params')
     opt['train'].update(optim_g=memsr['train']['optim_g'], scheduler=memsr['train']['scheduler'])
-    opt['train']['memsr_opt'] = dict(memsr['train']['memsr_opt'])
-    opt['train']['memsr'] = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
-    if not distill:
-        opt['train']['memsr_opt']['loss_weight'] = 0.0
-    return opt
+    memsr_opt = dict(memsr['train']['memsr_opt'], **({} if distill else {'loss_weight': 0.0}))
+    memsr_block = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
+    return with_method(opt, 'MemSR', memsr_opt=memsr_opt, memsr=memsr_block)
 
 
 def prepare_memsr_init(data: Dict[str, str]) -> None:
@@ -375,23 +372,23 @@ def prepare_memsr_init(data: Dict[str, str]) -> None:
     train('memsr_teacher', 0, data)
     opt_path = os.path.join(OPTIONS_DIR, 'memsr_init.yml')
     with open(opt_path, 'w') as f:
-        yaml.safe_dump(METHODS['memsr'](base_options('memsr_init', 0, data), 0), f, sort_keys=False)
+        yaml.safe_dump(RUNS['memsr'](base_options('memsr_init', 0, data), 0), f, sort_keys=False)
     command = [sys.executable, os.path.join('scripts', 'memsr_init.py'), '-opt', opt_path, '--out', memsr_init_file()]
     print(f'MemSR winning initialization: {" ".join(command)}', flush=True)
     subprocess.run(command, check=True)
 
 
-# method: how it patches the base options of a seed
-METHODS: Dict[str, Callable[[dict, int], dict]] = {
-    'scratch': lambda opt, seed: opt,
-    'kd': lambda opt, seed: with_rfdn_teacher(opt),
-    'augkd': lambda opt, seed: with_rfdn_teacher(opt, 'AugKDModel'),
+# run: how it patches the base options of a seed (the methods' options: kdplugins.experiments.method_options)
+RUNS: Dict[str, Callable[[dict, int], dict]] = {
+    'scratch': lambda opt, seed: with_method(opt, 'Scratch'),
+    'kd': lambda opt, seed: with_method(with_rfdn_teacher(opt), 'KD'),
+    'augkd': lambda opt, seed: with_method(with_rfdn_teacher(opt), 'AugKD'),
     'crd': lambda opt, seed: with_feature_kd(opt, 'crd'),
     'fitnet': lambda opt, seed: with_feature_kd(opt, 'fitnet'),
     'fakd': lambda opt, seed: with_feature_kd(opt, 'fakd'),
     'jt': lambda opt, seed: with_csd(opt, seed, contrastive=False),
     'csd': lambda opt, seed: with_csd(opt, seed, contrastive=True),
-    'memsr_teacher': lambda opt, seed: memsr_teacher(opt),
+    'memsr_teacher': lambda opt, seed: with_method(memsr_teacher(opt), 'Scratch'),
     'memsr': lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
     'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
     'memsr_init_only': lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
@@ -463,7 +460,7 @@ def train(method: str, seed: int, data: Dict[str, str], name: Optional[str] = No
         return
     if method in PREPARE:
         PREPARE[method](data)
-    opt = METHODS[method](base_options(name, seed, data), seed)
+    opt = RUNS[method](base_options(name, seed, data), seed)
     os.makedirs(OPTIONS_DIR, exist_ok=True)
     opt_path = os.path.join(OPTIONS_DIR, f'{name}.yml')
     with open(opt_path, 'w') as f:
