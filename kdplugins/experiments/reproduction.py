@@ -1,14 +1,13 @@
 """The reproduction's recipe, the options of every run and their training (scripts/reproduce.py: its command line).
 
-x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and
-Set14 (bundled LR, PSNR/SSIM on Y, border 4), all read from the data root (:func:`configure`). Three claims
-(``CLAIMS``): distillation from the pretrained RFDN of the data root's ``checkpoints`` (scratch, KD, AugKD, CRD+KD,
-FitNet, FAKD), CSD against joint training on a slimmable
-EDSR, and MemSR's plain student (winning initialization + feature distillation, random initialization,
-initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE`` (student size, patch,
-batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and schedule). Runs go
-through ``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is skipped) with
-option files written to ``experiments/reproduce_options/``. Paths are relative to the repository root
+x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and Set14
+(bundled LR, PSNR/SSIM on Y, border 4), all read from the data root (:func:`configure`). Three claims (``CLAIMS``):
+distillation from the pretrained RFDN of the data root's ``checkpoints`` (scratch, KD, AugKD, CRD+KD, FitNet, FAKD), CSD
+against joint training on a slimmable EDSR, and MemSR's plain student (winning initialization + feature distillation,
+random initialization, initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE``
+(student size, patch, batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and
+schedule). Runs go through ``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is
+skipped) with option files written to ``experiments/reproduce_options/``. Paths are relative to the repository root
 (:data:`ROOT`), the current directory while the reproduction runs (:func:`enter_repository`).
 
 :mod:`kdplugins.experiments.reproduction_logs` reads the runs' logs, :mod:`kdplugins.experiments.reproduction_report`
