@@ -3,8 +3,9 @@
     python scripts/benchmark_teacher_precision.py options/test/teachers/test_RFDN_x4.yml [more test option files]
 
 For each option file (``network_g``, ``path.pretrain_network_g``, the first test set): PSNR-Y in fp32, bf16 and fp16
-(:func:`kdplugins.distill.speed.teacher_psnr_by_precision`), the change against fp32, and the median time of one
-teacher forward on a training batch (``--batch`` LR patches of ``--size``; precisions in turns) relative to fp32.
+(:func:`kdplugins.experiments.speed_benchmark.teacher_psnr_by_precision`), the change against fp32, and the median
+time of one teacher forward on a training batch (``--batch`` LR patches of ``--size``; precisions in turns) relative
+to fp32.
 Run from the repository root (the files' ``../shared/data`` paths).
 """
 import argparse
@@ -17,8 +18,9 @@ import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 
-from kdplugins.distill.speed import DTYPES, teacher_forward_times, teacher_psnr_by_precision
+from kdplugins.distill.speed import DTYPES
 from kdplugins.distill.teacher import FrozenTeacher
+from kdplugins.experiments.speed_benchmark import teacher_forward_times, teacher_psnr_by_precision
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
 from kdplugins.utils.efficiency import device_name
 

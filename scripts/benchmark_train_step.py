@@ -11,7 +11,7 @@ hits all of them), after ``--warmup`` untimed steps each. Prints the median step
 with the first file's ``network_g``/``pixel_opt``/``optim_g``, and the ratios: to the student alone with basicsr's
 defaults (``ratio``) and, with several files or ``--speed``, to the first file's model (``ratio to <first>``).
 ``--speed channels_last bf16 teacher-bf16 channels_last+teacher-bf16 ...`` adds the first file's model with these
-``train.speed`` settings (:data:`kdplugins.distill.speed.SPEED_PRESETS`).
+``train.speed`` settings (:data:`kdplugins.experiments.speed_benchmark.SPEED_PRESETS`).
 """
 import argparse
 import copy
@@ -27,7 +27,7 @@ import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 
-from kdplugins.distill.speed import speed_preset
+from kdplugins.experiments.speed_benchmark import speed_preset
 from kdplugins.runtime.host_memory import keep_freed_host_memory
 from kdplugins.utils.option_files import apply_overrides, load_train_options
 

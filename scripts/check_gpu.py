@@ -13,8 +13,8 @@ For each method's example option file (KD, AugKD, CSD, CRD, FitNet, CrossKD, Mem
    gradient, eval mode) and not DDP-wrapped;
 3. times ``feed_data`` + ``optimize_parameters`` against the same student trained alone, with the peak GPU memory of
    each, with kdplugins' defaults and with each ``--speed`` preset of ``train.speed`` (channels_last, bf16 / fp16
-   autocast, the teacher's precision; ``scripts/benchmark_train_step.py --speed``): the table of docs/training.md
-   "Faster steps" on the GPU.
+   autocast, the teacher's precision: :data:`kdplugins.experiments.speed_benchmark.SPEED_PRESETS`;
+   ``scripts/benchmark_train_step.py --speed``): the table of docs/training.md "Faster steps" on the GPU.
 
 Exits non-zero on the first failure. ``--cpu`` runs the same steps on the CPU with 2 iterations, 1 worker and batch 2
 (CSD: 1 negative): a check of this script, not of a GPU.
@@ -35,6 +35,7 @@ from basicsr.models import build_model
 from torch.nn.parallel import DistributedDataParallel
 
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
+from kdplugins.experiments.speed_benchmark import speed_preset
 from kdplugins.utils.option_files import apply_overrides, load_train_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,6 +201,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.speed is None:
         args.speed = ['channels_last'] if args.cpu else list(GPU_SPEED_PRESETS)
+    for name in args.speed:  # a misspelt preset stops here, not after the first method's training
+        try:
+            speed_preset(name)
+        except ValueError as error:
+            parser.error(str(error))
     if args.cpu:
         args.iters = 2
     elif not torch.cuda.is_available():

@@ -1,4 +1,5 @@
-"""(Re)write options/train/paper/*.yml from kdplugins/experiments/paper_recipes.py (the recipes are data there).
+"""(Re)write options/train/paper/*.yml with kdplugins/experiments/paper_recipes.py (data: paper_tables.py and
+method_options.py).
 
     python scripts/make_paper_options.py [--out options/train/paper] [--table]
 

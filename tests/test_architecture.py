@@ -212,23 +212,93 @@ def test_a_declared_block_names_every_problem_with_the_fix():
         read_block({}, block, 'b')
 
 
-@pytest.mark.parametrize('model_type, block, section', [('AugKDModel', 'augkd', 'AugKD'), ('CSDModel', 'csd', 'CSD'),
-                                                        ('MemSRModel', 'memsr', 'MemSR'),
-                                                        ('CrossKDModel', 'crosskd', 'CrossKD')])
-def test_the_readme_lists_every_declared_option_of_a_method(model_type, block, section):
-    """The README's section of each method names every option of its declared block, with its default."""
-    from basicsr.utils.registry import MODEL_REGISTRY
+# The README's option lists: "`train.<block>`: `name` (default[; or : a comment]), ..." up to a ';' or '. ' outside
+# parentheses. (section, model_type, block): the declared blocks, and the loss blocks that hold a method's weight.
+README_LISTS = [('AugKD', 'AugKDModel', 'augkd'), ('CSD', 'CSDModel', 'csd'), ('CSD', 'CSDModel', 'contrastive_opt'),
+                ('MemSR', 'MemSRModel', 'memsr'), ('MemSR', 'MemSRModel', 'memsr_opt'),
+                ('CrossKD', 'CrossKDModel', 'crosskd'), ('CrossKD', 'CrossKDModel', 'crosskd_opt')]
+README_ITEM = re.compile(r'`(\w+)`\s+\(((?:[^()]|\([^()]*\))*)\)')
+
+
+def readme_list(text: str, block: str) -> dict:
+    """``{option: what its parentheses say}`` of the README's list of ``train.<block>``: from "`train.<block>`:" to
+    the ';' or '. ' that ends it outside parentheses and code, or to the parenthesis that encloses it."""
+    start = text.index(f'`train.{block}`:') + len(f'`train.{block}`:')
+    depth, code, end = 0, False, start
+    for end in range(start, len(text)):
+        char = text[end]
+        if char == '`':
+            code = not code
+        if code or char == '`':
+            continue
+        depth += {'(': 1, ')': -1}.get(char, 0)
+        if depth < 0 or (depth == 0 and (char == ';' or text[end:end + 2] in ('. ', '.\n'))):
+            break
+    return dict(README_ITEM.findall(text[start:end]))
+
+
+def readme_default(written: str):
+    """The value an entry gives first: its code (``{hflip: 0.5}``) or its first word (``1; 0 = CSD-A``: 1), read as
+    YAML (and ``1e-5``, a string to YAML, as a float)."""
+    import yaml
+    code = re.match(r'`([^`]*)`', written)
+    value = yaml.safe_load(code.group(1) if code else re.match(r'[^;:,\s]+', written).group(0))
+    return float(value) if isinstance(value, str) and re.fullmatch(r'[-+]?[\d.]+e[-+]?\d+', value) else value
+
+
+def written_as(declared, written: str) -> bool:
+    """Whether the README's ``written`` default is the declared one: a number to the digits written (0.784 for
+    200 / 255), anything else equal."""
+    value = readme_default(written)
+    if isinstance(declared, bool) or not isinstance(declared, (int, float)) or isinstance(value, bool):
+        return value == (list(declared) if isinstance(declared, tuple) else declared)
+    mantissa = re.split('e', written.split()[0].rstrip(';:,'))[0]
+    digits = len(re.sub(r'^[-+]?0*\.?0*', '', mantissa).replace('.', '')) or 1
+    return isinstance(value, (int, float)) and float(f'{declared:.{digits}g}') == value
+
+
+def declared_options(model_type: str, block: str) -> tuple:
+    """``({option: Option}, complete)``: a declared block (every option must be listed), or for a loss block the
+    defaults the model builds the loss with, its own over the loss's signature (only the weight must be listed)."""
+    import inspect
+    from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
+
+    from kdplugins.models.crosskd_model import CROSSKD_LOSS_DEFAULT
+    from kdplugins.models.csd_model import CONTRASTIVE_DEFAULTS
+    from kdplugins.models.memsr_model import MEMSR_LOSS_DEFAULTS
+    declared = MODEL_REGISTRY.get(model_type).TRAIN_OPTIONS[block]
+    if declared is not None:
+        return declared, True
+    model_defaults = {
+        'contrastive_opt': CONTRASTIVE_DEFAULTS,
+        'memsr_opt': MEMSR_LOSS_DEFAULTS,
+        'crosskd_opt': CROSSKD_LOSS_DEFAULT
+    }[block]
+    parameters = inspect.signature(LOSS_REGISTRY.get(model_defaults['type'])).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    return {name: Option(value) for name, value in {**defaults, **model_defaults}.items()}, False
+
+
+@pytest.mark.parametrize('section, model_type, block', README_LISTS)
+def test_the_readme_lists_every_declared_option_of_a_method_with_its_default(section, model_type, block):
+    """The README's section of each method lists every option of its declared blocks with the declared default
+    (``required``; a deprecated one with the option that replaces it), and in its loss blocks the weight, each with the
+    default the model builds the loss with; it lists no option that is not declared."""
     readme = (REPO / 'README.md').read_text()
     start = readme.index(f'### {section} (`model_type: {model_type}`)')
-    text = re.split(r'\n##+ ', readme[start + 1:])[0]
-    declared = MODEL_REGISTRY.get(model_type).TRAIN_OPTIONS[block]
-    for name, option in declared.items():
-        assert f'`{name}`' in text, (section, name)
-        value = option.default
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            written = {f'{value:g}', f'{value:.3g}', f'{value:.0e}'.replace('e-0', 'e-')}
-            written |= {str(int(value))} if value == int(value) else set()
-            assert any(w in text for w in written), (section, name, value)
+    listed = readme_list(re.split(r'\n##+ ', readme[start + 1:])[0], block)
+    declared, complete = declared_options(model_type, block)
+    assert set(listed) <= set(declared), (block, 'not declared:', set(listed) - set(declared))
+    assert set(declared if complete else ['loss_weight']) <= set(listed), (block, 'not listed:',
+                                                                           set(declared) - set(listed))
+    for name, written in listed.items():
+        option = declared[name]
+        if option.replaced_by:
+            assert written.startswith('deprecated') and f'`{option.replaced_by}`' in written, (block, name, written)
+        elif option.default is REQUIRED:
+            assert readme_default(written) == 'required', (block, name, written)
+        else:
+            assert written_as(option.default, written), (block, name, option.default, written)
 
 
 def test_loss_inputs_are_declared_by_the_loss_and_checked():

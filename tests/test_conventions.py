@@ -17,7 +17,7 @@ from kdplugins.losses.csd_loss import CSDContrastiveLoss
 from kdplugins.losses.fakd_loss import FAKDLoss
 from kdplugins.losses.published_weights import (CSD_LAMBDA_C, CSD_LAMBDA_C_DEFAULT, FAKD_WEIGHT, FAKD_WEIGHT_DEFAULT,
                                                 to_unit_range)
-from kdplugins.models.csd_model import CSD_OPTIONS
+from kdplugins.models.csd_model import CONTRASTIVE_DEFAULTS
 
 MEAN = [0.4488, 0.4371, 0.4040]
 
@@ -78,7 +78,7 @@ def test_the_networks_of_the_two_setups_are_the_same_function(images):
 def test_csd_contrastive_weight_keeps_the_published_gradient_balance(images):
     """CSD Eq. 3: ``L1(S, HR) + λ_C CL``; official code at λ_C = 200 on [0, 255], kdplugins at 200/255 on [0, 1]."""
     lq, hr = images
-    assert CSD_OPTIONS['lambda_c'].default == CSD_LAMBDA_C_DEFAULT == pytest.approx(200 / 255)
+    assert CONTRASTIVE_DEFAULTS['loss_weight'] == CSD_LAMBDA_C_DEFAULT == pytest.approx(200 / 255)
     student, student_255 = edsr_pair(0)
     teacher, teacher_255 = edsr_pair(1, num_feat=24)
     index = torch.tensor([[1, 2], [2, 3], [3, 0], [0, 1]])

@@ -1,5 +1,7 @@
 """CSD: slimmable EDSR / RCAN / CARN, the contrastive loss (Eq. 2), CSDModel (Eq. 1, 3), student extraction."""
+import contextlib
 import glob
+import logging
 import pytest
 import re
 import torch
@@ -246,8 +248,15 @@ def test_vgg_weights_from_a_file_or_a_clear_error(tmp_path, monkeypatch, random_
 
 # ----------------------------------------------------------------------------------------------------------------
 # CSDModel
-def csd_options(lmdbs: dict, name: str = 'csd', total_iter: int = 4, train_opt: dict = None, **csd) -> dict:
-    """A tiny x2 CSD run on CPU: SlimEDSR 8x1, student width 0.5, K = 3 in batches of 4, random VGG."""
+def csd_options(lmdbs: dict,
+                name: str = 'csd',
+                total_iter: int = 4,
+                train_opt: dict = None,
+                teacher_weight: float = 1.0,
+                contrastive_weight: float = 200.0,
+                **csd) -> dict:
+    """A tiny x2 CSD run on CPU: SlimEDSR 8x1, student width 0.5, λ_T ``teacher_weight``, λ_C ``contrastive_weight``,
+    K = 3 in batches of 4, random VGG."""
     opt = kd_options(lmdbs, teacher_path='unused', name=name, total_iter=total_iter, **(train_opt or {}))
     opt['model_type'] = 'CSDModel'
     opt['network_g'] = dict(TINY_SLIM_EDSR)
@@ -255,8 +264,14 @@ def csd_options(lmdbs: dict, name: str = 'csd', total_iter: int = 4, train_opt: 
     for key in ('pretrain_network_t', 'param_key_t'):
         del opt['path'][key]
     del opt['train']['kd_opt'], opt['train']['teacher_check']
-    opt['train']['csd'] = {'width_mult': 0.5, 'lambda_t': 1.0, 'lambda_c': 200.0, **csd}
-    opt['train']['contrastive_opt'] = {'type': 'CSDContrastiveLoss', 'num_negatives': 3, 'vgg_weights': 'random'}
+    opt['train']['csd'] = {'width_mult': 0.5, **csd}
+    opt['train']['teacher_pixel_opt'] = {'type': 'L1Loss', 'loss_weight': teacher_weight}
+    opt['train']['contrastive_opt'] = {
+        'type': 'CSDContrastiveLoss',
+        'loss_weight': contrastive_weight,
+        'num_negatives': 3,
+        'vgg_weights': 'random'
+    }
     return opt
 
 
@@ -279,13 +294,13 @@ def outside_slice_gradient(model) -> float:
     [
         ({}, ['l_pix', 'l_pix_t', 'l_csd'], True),
         ({
-            'lambda_c': 0
+            'contrastive_weight': 0
         }, ['l_pix', 'l_pix_t'], True),  # J-T
         ({
-            'lambda_t': 0
+            'teacher_weight': 0
         }, ['l_pix', 'l_csd'], False),  # CSD-A: the teacher only gives the (detached) positive
         ({
-            'lambda_t': 0,
+            'teacher_weight': 0,
             'detach_teacher': False
         }, ['l_pix', 'l_csd'], True),  # CSD-B
     ],
@@ -300,6 +315,64 @@ def test_csd_model_terms_and_ablations(tmp_path, monkeypatch, tiny_lmdbs, varian
         with torch.no_grad():
             teacher = model.net_g(model.lq)
         assert torch.allclose(losses['l_pix_t'], F.l1_loss(teacher, model.gt))
+
+
+def old_weight_names(opt: dict) -> dict:
+    """``opt`` with λ_T and λ_C under their deprecated names ``train.csd.lambda_t`` and ``train.csd.lambda_c``."""
+    train = opt['train']
+    train['csd'].update(
+        lambda_t=train.pop('teacher_pixel_opt')['loss_weight'], lambda_c=train['contrastive_opt'].pop('loss_weight'))
+    return opt
+
+
+@contextlib.contextmanager
+def basicsr_warnings(caplog):
+    """basicsr's logger does not propagate: hand its records to caplog."""
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def train_steps(tmp_path, monkeypatch, opt: dict, steps: int = 3) -> dict:
+    """The student weights and last logged losses after ``steps`` optimizer steps of a model built in this process."""
+    tmp_path.mkdir()
+    model, parsed = build(tmp_path, monkeypatch, opt)
+    for step, batch in enumerate(train_batches(parsed, steps), start=1):
+        model.update_learning_rate(step, warmup_iter=-1)
+        model.feed_data(batch)
+        model.optimize_parameters(step)
+    return {**model.net_g.state_dict(), **{k: torch.tensor(v) for k, v in model.log_dict.items()}}
+
+
+def test_deprecated_weight_names_train_bitwise_as_the_new_ones(tmp_path, monkeypatch, tiny_lmdbs, caplog):
+    """λ_T = 0.5 and λ_C = 200 given as ``train.csd.lambda_t`` / ``lambda_c`` and as ``teacher_pixel_opt`` /
+    ``contrastive_opt.loss_weight``: the same weights and losses, bit for bit, and a warning naming each new option."""
+    new = csd_options(tiny_lmdbs, name='new_names', teacher_weight=0.5)
+    with basicsr_warnings(caplog):
+        old = train_steps(tmp_path / 'old', monkeypatch, old_weight_names(csd_options(tiny_lmdbs, teacher_weight=0.5)))
+    assert 'train.csd.lambda_t is deprecated and will be removed: write train.teacher_pixel_opt.loss_weight: 0.5' in \
+        caplog.text
+    assert 'train.csd.lambda_c is deprecated and will be removed: write train.contrastive_opt.loss_weight: 200.0' in \
+        caplog.text
+    now = train_steps(tmp_path / 'new', monkeypatch, new)
+    assert old.keys() == now.keys() and all(torch.equal(old[k], now[k]) for k in old)
+
+
+def test_an_old_and_a_new_weight_name_together_are_refused(tmp_path, monkeypatch, tiny_lmdbs):
+    opt = csd_options(tiny_lmdbs, name='both', contrastive_weight=0)
+    opt['train']['csd']['lambda_c'] = 0.5
+    with pytest.raises(
+            ValueError, match=r'train\.csd\.lambda_c and train\.contrastive_opt\.loss_weight are both given'):
+        build(tmp_path, monkeypatch, opt)
+    opt = old_weight_names(csd_options(tiny_lmdbs, name='relative'))
+    opt['train']['pixel_opt']['loss_weight'] = 2.0  # λ_T is relative to the student's term
+    opt['train']['contrastive_opt']['loss_weight'] = 0  # and no VGG
+    del opt['train']['csd']['lambda_c']
+    model, _ = build(tmp_path, monkeypatch, opt)
+    assert model.cri_pix_t.loss_weight == 2.0 and model.cri_csd is None
 
 
 def test_csd_model_errors(tmp_path, monkeypatch, tiny_lmdbs):

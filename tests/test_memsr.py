@@ -1,4 +1,5 @@
 """MemSR: exact plain conversion, Algorithm 1 and the winning initialization, MemSRModel through the real trainer."""
+import copy
 import cv2
 import glob
 import math
@@ -16,12 +17,12 @@ from typing import List
 
 from kdplugins.archs.pixelshuffle_edsr_arch import PixelShuffleEDSR
 from kdplugins.archs.plainsr_arch import OnePadConv2d, PlainSR
+from kdplugins.losses.memsr_loss import MemSRLoss
 from kdplugins.memsr.convert import (AffineConv, bias_rm, check_offset, concat_pieces, conv_then_1x1, convert_edsr,
                                      edsr_parts, identity_conv, merge_1x1_then_conv, merge_parallel, one_pad,
                                      teacher_plain_forward, to_plain_sr)
 from kdplugins.memsr.winning_init import (algorithm1, check_student_widths, feature_svd, relative_error, smallest_width,
                                           solve_student_conv, winning_initialization)
-from kdplugins.models.memsr_model import distill_weight
 
 TEACHER = {'type': 'PixelShuffleEDSR', 'num_feat': 8, 'num_block': 2, 'upscale': 2}  # plain equivalent: 6 layers
 STUDENT = {'type': 'PlainSR', 'widths': [8, 8, 8, 8, 8, 8], 'upscale': 2, 'one_pad': True}
@@ -313,9 +314,14 @@ def test_winning_initialization_approximates_the_teacher_far_better_than_random(
 # ------------------------------------------------------------------------------------------------------------------
 # MemSRModel through python -m kdplugins.train
 def test_distill_weight_follows_eq14():
-    assert distill_weight(0.3, 1e-5, 0, 100) == 0.3
-    assert distill_weight(0.3, 1e-5, 50, 100) == pytest.approx(0.3 * 10**-2.5, rel=1e-12)
-    assert distill_weight(0.3, 1e-5, 100, 100) == pytest.approx(3e-6, rel=1e-12)
+    loss = MemSRLoss()  # the paper's λ 0.3 and ε 1e-5
+    assert loss.weight(0, 100) == 0.3
+    assert loss.weight(50, 100) == pytest.approx(0.3 * 10**-2.5, rel=1e-12)
+    assert loss.weight(100, 100) == pytest.approx(3e-6, rel=1e-12)
+    terms = [torch.tensor(2.0), torch.tensor(4.0)]
+    assert MemSRLoss(loss_weight=0.5, epsilon=0.25)(terms, 1, 2).item() == 0.5 * 0.5 * 3.0
+    with pytest.raises(ValueError, match='epsilon is -1'):
+        MemSRLoss(epsilon=-1)
 
 
 @pytest.fixture(scope='module')
@@ -337,7 +343,8 @@ def memsr_options(lmdbs: dict, root, name: str, total_iter: int = 4) -> dict:
     opt['path']['pretrain_network_g'] = str(root / 'init.pth')
     opt['train'].pop('kd_opt')
     opt['train']['scheduler'] = {'type': 'OneCycleLR', 'max_lr': 2e-4, 'cycle_momentum': False}
-    opt['train']['memsr'] = {'bridges': str(root / 'init.pth'), 'lambda': 0.3, 'epsilon': 1e-5, 'offset': 1000}
+    opt['train']['memsr_opt'] = {'type': 'MemSRLoss', 'loss_weight': 0.3, 'epsilon': 1e-5}
+    opt['train']['memsr'] = {'bridges': str(root / 'init.pth'), 'offset': 1000}
     return opt
 
 
@@ -417,6 +424,35 @@ def test_memsr_options_errors(tmp_path, memsr_files, monkeypatch):
     model, _ = build(tmp_path, monkeypatch, dict(opt, name='random_bridges', train=random_bridges))
     params = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
     assert all(id(p) in params for p in model.distill_modules['memsr_bridges'].parameters())
+
+
+def test_deprecated_weight_names_train_bitwise_as_the_new_ones(tmp_path, memsr_files, monkeypatch, caplog):
+    """λ and ε given as ``train.memsr.lambda`` / ``epsilon`` and as ``train.memsr_opt``: the same student, bridges and
+    losses after 3 steps, bit for bit, and a warning naming each new option; an old and a new name together stop."""
+    from conftest import build, train_batches
+    from test_csd import basicsr_warnings
+    _, opt = memsr_files
+    old = copy.deepcopy(opt)
+    memsr_opt = old['train'].pop('memsr_opt')
+    old['train']['memsr'].update({'lambda': memsr_opt['loss_weight'], 'epsilon': memsr_opt['epsilon']})
+    results = []
+    for name, options in (('old', old), ('new', opt)):
+        (tmp_path / name).mkdir()
+        with basicsr_warnings(caplog):
+            model, parsed = build(tmp_path / name, monkeypatch, dict(options, name=f'memsr_{name}_names'))
+        for step, batch in enumerate(train_batches(parsed, 3), start=1):
+            model.update_learning_rate(step, warmup_iter=-1)
+            model.feed_data(batch)
+            model.optimize_parameters(step)
+        state = {**model.net_g.state_dict(), **model.distill_modules.state_dict()}
+        results.append({**state, **{k: torch.tensor(v) for k, v in model.log_dict.items()}})
+    assert 'l_memsr' in results[0] and results[0].keys() == results[1].keys()
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    assert 'train.memsr.lambda is deprecated and will be removed: write train.memsr_opt.loss_weight: 0.3' in caplog.text
+    assert 'train.memsr.epsilon is deprecated and will be removed: write train.memsr_opt.epsilon: 1e-05' in caplog.text
+    old['train']['memsr_opt'] = {'epsilon': 1e-4}
+    with pytest.raises(ValueError, match=r'train\.memsr\.epsilon and train\.memsr_opt\.epsilon are both given'):
+        build(tmp_path / 'old', monkeypatch, dict(old, name='memsr_both_names'))
 
 
 def test_export_plain_reloads_bit_for_bit(tmp_path, memsr_files):

@@ -1,27 +1,34 @@
 """kdplugins.experiments.reproduction (scripts/reproduce.py): every run shares the recipe; only the documented settings
 differ."""
+import importlib.util
 import os
 import pytest
 import re
 import torch
 import yaml
+from conftest import REPO
 
-from kdplugins.experiments import reproduction
+from kdplugins.experiments import method_options, paper_recipes, reproduction
 from kdplugins.experiments import reproduction_logs as logs
 from kdplugins.experiments import reproduction_report as report
 
 DATA = {key: f'datasets/{key}.lmdb' for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')}
 
 
+@pytest.fixture(autouse=True)
+def data_root(monkeypatch):
+    """The data root scripts/reproduce.py passes by default for this repository's runs."""
+    monkeypatch.setattr(reproduction, 'DATA_ROOT', os.path.join('..', 'shared', 'data'))
+
+
 def options(method: str, seed: int) -> dict:
-    return reproduction.METHODS[method](reproduction.base_options(reproduction.run_name(method, seed), seed, DATA),
-                                        seed)
+    return reproduction.RUNS[method](reproduction.base_options(reproduction.run_name(method, seed), seed, DATA), seed)
 
 
 def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the CSD initialization files are written here
     recipe = reproduction.RECIPE
-    for method in reproduction.METHODS:
+    for method in reproduction.RUNS:
         for seed in recipe['seeds']:
             opt = options(method, seed)
             train_set = opt['datasets']['train']
@@ -38,18 +45,73 @@ def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
                 assert opt['network_g'] == recipe['student']
                 assert opt['train']['optim_g']['lr'] == recipe['lr']
             if method in reproduction.FEATURE_KD_OPTIONS:  # the settings documented in the method's option file
-                with open(reproduction.FEATURE_KD_OPTIONS[method]) as f:
+                with open(reproduction.FEATURE_KD_OPTIONS[method][1]) as f:
                     reference = yaml.safe_load(f)
                 assert opt['train']['feature_losses'] == reference['train']['feature_losses']
                 assert opt['train']['kd_opt'] == reference['train']['kd_opt']
                 assert train_set['type'] == reference['datasets']['train']['type']
 
 
+def test_the_data_root_comes_from_the_command_line_never_from_the_package(tmp_path, monkeypatch):
+    """scripts/reproduce.py passes --data-root, else $KDPLUGINS_DATA_ROOT, else ../shared/data beside the clone; a
+    relative root is read from the current directory and written relative to the repository root (where the runs
+    start), so the default gives the run options of before; without a root the package stops with the fix."""
+    spec = importlib.util.spec_from_file_location('reproduce', REPO / 'scripts' / 'reproduce.py')
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('KDPLUGINS_DATA_ROOT', raising=False)
+    reproduction.configure(data_root=script.arguments([]).data_root)
+    assert reproduction.DATA_ROOT == os.path.relpath(REPO.parent / 'shared' / 'data', reproduction.ROOT)
+    assert options('kd', 0)['path']['pretrain_network_t'] == os.path.join(reproduction.DATA_ROOT, 'checkpoints',
+                                                                          'RFDN_AIM_x4.pth')
+    monkeypatch.setenv('KDPLUGINS_DATA_ROOT', '/data/kd')
+    reproduction.configure(data_root=script.arguments([]).data_root)
+    assert reproduction.DATA_ROOT == '/data/kd'
+    reproduction.configure(data_root=script.arguments(['--data-root', 'images']).data_root)
+    assert reproduction.DATA_ROOT == os.path.relpath(tmp_path / 'images', reproduction.ROOT)
+    monkeypatch.setattr(reproduction, 'DATA_ROOT', None)
+    with pytest.raises(RuntimeError, match=r'data root is not set.*--data-root PATH, or KDPLUGINS_DATA_ROOT=PATH'):
+        options('kd', 0)
+
+
+def test_the_paper_recipes_and_the_reproduction_build_every_method_with_the_one_builder(tmp_path, monkeypatch):
+    """One table of methods (kdplugins.experiments.method_options.METHODS) and one builder: every paper row and every
+    reproduction run gets its model and losses from ``method_options``, each with its own networks, taps and
+    settings."""
+    calls = []
+
+    def recorded(method, taps=(), **settings):
+        calls.append(method)
+        return method_options.method_options(method, taps, **settings)
+
+    assert not hasattr(reproduction, 'METHODS') and paper_recipes.METHODS is method_options.METHODS
+    monkeypatch.setattr(paper_recipes, 'method_options', recorded)
+    monkeypatch.setattr(reproduction, 'method_options', recorded)
+    monkeypatch.chdir(tmp_path)
+    for row in paper_recipes.PAPER_ROWS:
+        calls.clear()
+        opt = paper_recipes.options(row)
+        assert calls and {opt['model_type']} == {method_options.METHODS[m]['model_type'] for m in calls}, row
+    paper_methods = {paper_recipes.ROW_METHODS.get(row.method, row.method) for row in paper_recipes.PAPER_ROWS}
+    for run in reproduction.RUNS:
+        calls.clear()
+        opt = options(run, 0)
+        assert len(calls) == 1 and opt['model_type'] == method_options.METHODS[calls[0]]['model_type'], run
+        assert calls[0] in paper_methods | {'CRD'}, run
+    # one method, each caller's settings: the paper's CSD row and the reproduction's CSD run
+    paper_csd = paper_recipes.options(next(row for row in paper_recipes.PAPER_ROWS if row.method == 'CSD'))['train']
+    run_csd = options('csd', 0)['train']
+    assert run_csd['teacher_pixel_opt'] == paper_csd['teacher_pixel_opt']
+    assert run_csd['contrastive_opt']['loss_weight'] == paper_csd['contrastive_opt']['loss_weight']
+    assert (run_csd['csd']['width_mult'], paper_csd['csd']['width_mult']) == (reproduction.CSD['width_mult'], 0.25)
+
+
 def test_csd_and_jt_start_from_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     jt, csd = options('jt', 1), options('csd', 1)
     assert jt['path']['pretrain_network_g'] == csd['path']['pretrain_network_g']
-    assert jt['train']['csd']['lambda_c'] == 0 and csd['train']['csd']['lambda_c'] > 0
+    assert jt['train']['contrastive_opt']['loss_weight'] == 0 and csd['train']['contrastive_opt']['loss_weight'] > 0
     assert {k: v for k, v in jt['train'].items() if k not in ('csd', 'contrastive_opt')} == \
         {k: v for k, v in csd['train'].items() if k not in ('csd', 'contrastive_opt')}
     params = torch.load(jt['path']['pretrain_network_g'])['params']
@@ -66,12 +128,16 @@ def test_memsr_runs_differ_only_in_initialization_and_distillation():
     assert runs['memsr']['network_g']['widths'] == [teacher['num_feat']] * (2 * teacher['num_block'] + 2)
     assert runs['memsr']['path']['pretrain_network_g'] == reproduction.memsr_init_file()
     assert runs['memsr_random']['path']['pretrain_network_g'] is None
-    assert runs['memsr_init_only']['train']['memsr']['lambda'] == 0
+    assert runs['memsr_init_only']['train']['memsr_opt']['loss_weight'] == 0
     for name, opt in runs.items():
         assert opt['network_g'] == runs['memsr']['network_g'] and opt['network_t'] == teacher
         assert opt['train']['scheduler']['type'] == 'OneCycleLR'
         assert opt['train']['memsr']['bridges'] == reproduction.memsr_init_file()
-    assert runs['memsr']['train']['memsr']['lambda'] == runs['memsr_random']['train']['memsr']['lambda'] == 0.3
+    assert runs['memsr']['train']['memsr_opt'] == runs['memsr_random']['train']['memsr_opt'] == {
+        'type': 'MemSRLoss',
+        'loss_weight': 0.3,
+        'epsilon': 1e-5
+    }
 
 
 def write_basicsr_log(folder: str, name: str, validations: dict, iter_times: list, losses=None) -> None:

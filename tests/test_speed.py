@@ -169,3 +169,15 @@ def test_compiled_slimmable_student_runs_both_widths(tmp_path, monkeypatch, tiny
     for key in losses:
         assert torch.allclose(losses[key], eager_losses[key], rtol=1e-5, atol=1e-7), key
     assert torch.allclose(output, eager_output, rtol=1e-5, atol=1e-6)
+
+
+def test_speed_presets_combine_and_an_unknown_one_names_the_known_ones():
+    from kdplugins.experiments.speed_benchmark import speed_preset
+    assert speed_preset('channels_last+bf16+teacher-bf16') == {
+        'channels_last': True,
+        'precision': 'bf16',
+        'teacher_precision': 'bf16'
+    }
+    assert read_block(speed_preset('compile'), SPEED_OPTIONS, 'train.speed')['compile'] == ['student', 'teacher']
+    with pytest.raises(ValueError, match=r"Unknown speed setting 'bf17'; known: channels_last, bf16, .* \(join with"):
+        speed_preset('channels_last+bf17')

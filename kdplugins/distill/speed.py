@@ -2,7 +2,7 @@
 teacher's precision on its own.
 
 ``train.speed`` options (declared in :data:`SPEED_OPTIONS`, all off: each is a choice measured per device, see
-docs/training.md "Faster steps"):
+docs/training.md "Faster steps"; the benchmarks: :mod:`kdplugins.experiments.speed_benchmark`):
 
 * ``channels_last``: student, teacher, trainable distillation modules and the LR / HR batches in
   ``torch.channels_last`` memory format (same values, another layout; the convolutions pick other kernels, so results
@@ -35,37 +35,6 @@ SPEED_OPTIONS = {
     'compile': Option([], choices=COMPILABLE, help='networks compiled in place'),
     'compile_backend': Option('inductor', help='torch.compile backend'),
 }
-# named settings of the step benchmark (scripts/benchmark_train_step.py --speed), combined with '+'
-SPEED_PRESETS = {
-    'channels_last': {
-        'channels_last': True
-    },
-    'bf16': {
-        'precision': 'bf16'
-    },
-    'fp16': {
-        'precision': 'fp16'
-    },
-    'teacher-bf16': {
-        'teacher_precision': 'bf16'
-    },
-    'teacher-fp16': {
-        'teacher_precision': 'fp16'
-    },
-    'compile': {
-        'compile': ['student', 'teacher']
-    },
-}
-
-
-def speed_preset(name: str) -> dict:
-    """``train.speed`` of a preset name or of names joined by '+' (``channels_last+teacher-bf16``)."""
-    speed = {}
-    for part in name.split('+'):
-        if part not in SPEED_PRESETS:
-            raise ValueError(f'Unknown speed setting {part!r}; known: {", ".join(SPEED_PRESETS)} (join with +).')
-        speed.update(SPEED_PRESETS[part])
-    return speed
 
 
 def compile_in_place(module: nn.Module, backend: str) -> None:
@@ -116,54 +85,3 @@ class MixedPrecision:
         """Restore the scaler; a state without one (saved in fp32 or bf16) starts the scaler afresh."""
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
-
-
-def teacher_input(lq: torch.Tensor, teacher_precision: str) -> torch.Tensor:
-    """The LR batch in the teacher's precision."""
-    return lq.to(DTYPES[teacher_precision])
-
-
-def teacher_psnr_by_precision(teacher: nn.Module,
-                              dataset,
-                              scale: int,
-                              precisions=tuple(DTYPES),
-                              device: torch.device = torch.device('cpu')) -> dict:
-    """Mean PSNR-Y (border ``scale``, outputs rounded to uint8, as basicsr validates) of ``teacher`` over a paired
-    dataset, with its weights and forward in each precision: ``{precision: psnr}``. The teacher is a
-    :class:`kdplugins.distill.teacher.FrozenTeacher` (it takes the input in its own precision, returns fp32)."""
-    import copy
-    from basicsr.metrics import calculate_psnr
-    from basicsr.utils import tensor2img
-
-    from kdplugins.utils.padding import forward_padded
-    samples = [dataset[i] for i in range(len(dataset))]
-    results = {}
-    for precision in precisions:
-        net = copy.deepcopy(teacher).to(device=device, dtype=DTYPES[precision])
-        psnrs = []
-        for sample in samples:
-            with torch.no_grad():
-                out = forward_padded(net, sample['lq'][None].to(device), scale).float().cpu()
-            gt = sample['gt'][None][..., :out.shape[-2], :out.shape[-1]]
-            psnrs.append(calculate_psnr(tensor2img(out), tensor2img(gt), crop_border=scale, test_y_channel=True))
-        results[precision] = sum(psnrs) / len(psnrs)
-    return results
-
-
-def teacher_forward_times(teacher: nn.Module, lq: torch.Tensor, precisions=tuple(DTYPES), rounds: int = 5) -> dict:
-    """Median seconds of one no-grad forward of ``teacher`` on ``lq`` in each precision, the precisions taking turns
-    (``rounds`` rounds after one untimed forward each): ``{precision: seconds}``."""
-    import copy
-    import statistics
-    import time
-    nets = {p: copy.deepcopy(teacher).to(dtype=DTYPES[p]) for p in precisions}
-    times = {p: [] for p in precisions}
-    with torch.no_grad():
-        for net in nets.values():
-            net(lq)
-        for _ in range(rounds):
-            for precision, net in nets.items():
-                start = time.perf_counter()
-                net(lq)
-                times[precision].append(time.perf_counter() - start)
-    return {p: statistics.median(t) for p, t in times.items()}

@@ -1,13 +1,13 @@
 """The reproduction's recipe, the options of every run and their training (scripts/reproduce.py: its command line).
 
-x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and
-Set14 (bundled LR, PSNR/SSIM on Y, border 4). Three claims (``CLAIMS``): distillation from the pretrained RFDN of
-``../shared/data/checkpoints`` (scratch, KD, AugKD, CRD+KD, FitNet, FAKD), CSD against joint training on a slimmable
-EDSR, and MemSR's plain student (winning initialization + feature distillation, random initialization,
-initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE`` (student size, patch,
-batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and schedule). Runs go
-through ``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is skipped) with
-option files written to ``experiments/reproduce_options/``. Paths are relative to the repository root
+x4 super-resolution, trained on T91 + BSD200 (256x256 HR sub-images, LR by MATLAB bicubic), validated on Set5 and Set14
+(bundled LR, PSNR/SSIM on Y, border 4), all read from the data root (:func:`configure`). Three claims (``CLAIMS``):
+distillation from the pretrained RFDN of the data root's ``checkpoints`` (scratch, KD, AugKD, CRD+KD, FitNet, FAKD), CSD
+against joint training on a slimmable EDSR, and MemSR's plain student (winning initialization + feature distillation,
+random initialization, initialization only) of a PixelShuffleEDSR teacher trained first. Every run shares ``RECIPE``
+(student size, patch, batch, iterations, schedule, seeds) except where documented (``CSD``, the MemSR teacher and
+schedule). Runs go through ``python -m kdplugins.train --auto_resume`` (an interrupted run resumes; a finished one is
+skipped) with option files written to ``experiments/reproduce_options/``. Paths are relative to the repository root
 (:data:`ROOT`), the current directory while the reproduction runs (:func:`enter_repository`).
 
 :mod:`kdplugins.experiments.reproduction_logs` reads the runs' logs, :mod:`kdplugins.experiments.reproduction_report`
@@ -21,6 +21,7 @@ import yaml
 from typing import Callable, Dict, List, Optional
 
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
+from kdplugins.experiments.method_options import feature_settings, method_options
 from kdplugins.experiments.reproduction_logs import finished, last_iteration
 
 
@@ -37,10 +38,12 @@ def find_root() -> str:
 
 ROOT = find_root()
 
-SHARED = os.path.join(ROOT, '..', 'shared', 'data')
+# The source data (train/T91/HR, train/BSD200/HR, val/Set5 and val/Set14 with HR and LR_bicubic/X4, and
+# checkpoints/RFDN_AIM_x4.pth), relative to ROOT or absolute: set by configure(data_root=...) (scripts/reproduce.py
+# --data-root, or the environment variable it reads, KDPLUGINS_DATA_ROOT).
+DATA_ROOT: Optional[str] = None
 DATA = os.path.join('datasets', 'reproduce')
 OPTIONS_DIR = os.path.join('experiments', 'reproduce_options')
-RFDN_CHECKPOINT = os.path.join('..', 'shared', 'data', 'checkpoints', 'RFDN_AIM_x4.pth')
 
 # The recipe shared by every run (chosen so that the most expensive method, AugKD, trains in about 15 minutes on
 # 2 CPU cores). LR patches are 64x64: RFDN needs inputs of at least 15x15 and AugKD zooms out by 4.
@@ -95,23 +98,26 @@ GPU_RECIPE = {
     'title': 'GPU recipe (x4, T91 + BSD200, one CUDA GPU): scratch, KD and AugKD',
 }
 
-# CSD: student width and contrastive weight as in options/train/CSD; the negatives are the other LR images of the batch
+# CSD: student width as in options/train/CSD, the method's weights; the negatives are the other LR images of the batch
 # (upsampled), so at most batch - 1 of them (the paper's 10 need a batch of 11). The VGG-19 of the contrastive loss
 # needs ImageNet weights that are not on this machine: 'random' runs an untrained VGG-19 (not the paper's loss; the
 # report says which was used), --vgg-weights PATH loads the real ones. The VGG-19 passes (anchor, positive and
 # negatives of every sample) make a CSD step at the recipe's 256x256 patches about 30 s here, so CSD and J-T share
 # smaller patches (64x64 HR) with the recipe's batch, iterations and seeds.
-CSD = {
-    'gt_size': 64,
-    'width_mult': 0.5,
-    'lambda_c': 200.0 / 255,  # the paper's 200 on [0, 255] pixels (docs/conventions.md)
-    'num_negatives': RECIPE['batch_size'] - 1,
-    'vgg_weights': 'random'
-}
+CSD = {'gt_size': 64, 'width_mult': 0.5, 'num_negatives': RECIPE['batch_size'] - 1, 'vgg_weights': 'random'}
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # data
+def data_path(*parts: str) -> str:
+    """A path under the data root (relative to :data:`ROOT` unless the root is absolute)."""
+    if DATA_ROOT is None:
+        raise RuntimeError(
+            'The reproduction\'s data root is not set: call configure(data_root=...) (scripts/reproduce.py '
+            '--data-root PATH, or KDPLUGINS_DATA_ROOT=PATH).')
+    return os.path.join(DATA_ROOT, *parts)
+
+
 def build_data() -> Dict[str, str]:
     """Train and validation LMDBs under datasets/reproduce (built once)."""
     paths = {
@@ -119,8 +125,8 @@ def build_data() -> Dict[str, str]:
         'train_lr': os.path.join(DATA, 'T91_BSD200_LR_bicubic_X4_sub256.lmdb'),
     }
     if not os.path.exists(paths['train_hr']):
-        hr_images = list_images(os.path.join(SHARED, 'train', 'T91', 'HR'))
-        hr_images += list_images(os.path.join(SHARED, 'train', 'BSD200', 'HR'))
+        hr_images = list_images(data_path('train', 'T91', 'HR'))
+        hr_images += list_images(data_path('train', 'BSD200', 'HR'))
         count = write_paired_lmdb(
             paired_samples(hr_images, 4, crop_size=256, step=128), paths['train_hr'], paths['train_lr'])
         print(f'train: {count} HR/LR pairs in {paths["train_hr"]}', flush=True)
@@ -128,7 +134,7 @@ def build_data() -> Dict[str, str]:
         paths[f'{name}_hr'] = os.path.join(DATA, f'{name}_HR_X4.lmdb')
         paths[f'{name}_lr'] = os.path.join(DATA, f'{name}_LR_bicubic_X4.lmdb')
         if not os.path.exists(paths[f'{name}_hr']):
-            folder = os.path.join(SHARED, 'val', name)
+            folder = data_path('val', name)
             samples = paired_samples(
                 list_images(os.path.join(folder, 'HR')), 4, os.path.join(folder, 'LR_bicubic', 'X4'), '{}x4')
             count = write_paired_lmdb(samples, paths[f'{name}_hr'], paths[f'{name}_lr'])
@@ -226,34 +232,43 @@ def base_options(name: str, seed: int, data: Dict[str, str]) -> dict:
     }
 
 
-def with_rfdn_teacher(opt: dict, model_type: str = 'KDModel', kd_weight: Optional[float] = 1.0) -> dict:
-    opt['model_type'] = model_type
-    opt['network_t'] = dict(RECIPE['teacher'])
-    opt['path'].update(pretrain_network_t=RFDN_CHECKPOINT, param_key_t=None, strict_load_t=True)
-    if kd_weight:
-        opt['train']['kd_opt'] = {'type': 'L1Loss', 'loss_weight': kd_weight}
+def with_method(opt: dict, method: str, taps=(), **settings) -> dict:
+    """``opt`` with the model, the losses and the dataset type of ``method`` (a key of
+    :data:`kdplugins.experiments.method_options.METHODS`; ``taps`` and ``settings``: :func:`method_options`)."""
+    built = method_options(method, taps, **settings)
+    opt['model_type'] = built.model_type
+    opt['train'].update(built.train)
+    if built.dataset_type:
+        opt['datasets']['train']['type'] = built.dataset_type
     return opt
 
 
+def with_rfdn_teacher(opt: dict) -> dict:
+    """The pretrained RFDN of the data root as ``network_t``."""
+    opt['network_t'] = dict(RECIPE['teacher'])
+    opt['path'].update(
+        pretrain_network_t=data_path('checkpoints', 'RFDN_AIM_x4.pth'), param_key_t=None, strict_load_t=True)
+    return opt
+
+
+# the feature distillation runs: their method and the option file whose settings they take
 FEATURE_KD_OPTIONS = {
-    'crd': os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml'),
-    'fitnet': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FitNet_RFDN_EDSR_x4.yml'),
-    'fakd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FAKD_RFDN_EDSR_x4.yml'),
-    'at': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_AT_RFDN_EDSR_x4.yml'),
-    'rkd': os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_RKD_RFDN_EDSR_x4.yml'),
+    'crd': ('CRD', os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml')),
+    'fitnet': ('FitNet', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FitNet_RFDN_EDSR_x4.yml')),
+    'fakd': ('FAKD', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_FAKD_RFDN_EDSR_x4.yml')),
+    'at': ('AT', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_AT_RFDN_EDSR_x4.yml')),
+    'rkd': ('RKD', os.path.join(ROOT, 'options', 'train', 'FeatureKD', 'train_RKD_RFDN_EDSR_x4.yml')),
 }
 
 
-def with_feature_kd(opt: dict, method: str) -> dict:
-    """The feature distillation of the method's option file (its ``feature_losses``: taps, weights and settings,
-    its pixel and output-KD terms, its dataset type) with the RFDN teacher on the recipe's student and data."""
-    with open(FEATURE_KD_OPTIONS[method]) as f:
+def with_feature_kd(opt: dict, run: str) -> dict:
+    """The method of a feature distillation run with the RFDN teacher on the recipe's student and data, its taps and
+    weights those of the method's option file (:func:`~kdplugins.experiments.method_options.feature_settings`)."""
+    method, path = FEATURE_KD_OPTIONS[run]
+    with open(path) as f:
         reference = yaml.safe_load(f)
-    opt = with_rfdn_teacher(opt, kd_weight=(reference['train'].get('kd_opt') or {}).get('loss_weight'))
-    opt['train']['pixel_opt'] = dict(reference['train']['pixel_opt'])
-    opt['train']['feature_losses'] = reference['train']['feature_losses']
-    opt['datasets']['train']['type'] = reference['datasets']['train']['type']
-    return opt
+    taps, settings = feature_settings(reference['train'])
+    return with_method(with_rfdn_teacher(opt), method, taps, **settings)
 
 
 def with_feature_weight(opt: dict, weight: float) -> dict:
@@ -283,24 +298,16 @@ def csd_init_file(seed: int) -> str:
 
 
 def with_csd(opt: dict, seed: int, contrastive: bool) -> dict:
-    opt['model_type'] = 'CSDModel'
+    """CSD (``contrastive``) or J-T on the slimmable EDSR, from the seed's initialization, with the recipe's width
+    and negatives."""
     opt['datasets']['train']['gt_size'] = CSD['gt_size']
     opt['network_g'] = slim_edsr()
     opt['path']['pretrain_network_g'] = csd_init_file(seed)
-    opt['train']['csd'] = {
-        'width_mult': CSD['width_mult'],
-        'lambda_t': 1.0,
-        'lambda_c': CSD['lambda_c'] if contrastive else 0.0,
-        'detach_teacher': True
-    }
-    if contrastive:
-        opt['train']['contrastive_opt'] = {
-            'type': 'CSDContrastiveLoss',
-            'num_negatives': CSD['num_negatives'],
-            'vgg_weights': CSD['vgg_weights'],
-        }
     opt['val']['width_mult'] = CSD['width_mult']
-    return opt
+    settings = {'csd': {'width_mult': CSD['width_mult']}}
+    if contrastive:
+        settings['contrastive_opt'] = {'num_negatives': CSD['num_negatives'], 'vgg_weights': CSD['vgg_weights']}
+    return with_method(opt, 'CSD' if contrastive else 'JT', **settings)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -339,12 +346,11 @@ def memsr_network() -> dict:
 
 
 def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
-    """The settings of options/train/MemSR (MemSRModel, one-cycle lr, lambda, epsilon, C, bridges from Algorithm 1)
+    """The settings of options/train/MemSR (MemSRModel, one-cycle lr, λ, ε, C, bridges from Algorithm 1)
     with the recipe's data, patch, batch and iterations; the student has one width per plain teacher layer."""
     with open(MEMSR_OPTIONS) as f:
         memsr = yaml.safe_load(f)
     teacher = memsr_network()
-    opt['model_type'] = memsr['model_type']
     opt['network_t'] = teacher
     opt['network_g'] = {**memsr['network_g'], 'widths': [teacher['num_feat']] * (2 * teacher['num_block'] + 2)}
     opt['path'].update(
@@ -353,10 +359,9 @@ def memsr_student(opt: dict, winning_init: bool, distill: bool) -> dict:
         pretrain_network_g=memsr_init_file() if winning_init else None,
         param_key_g='params')
     opt['train'].update(optim_g=memsr['train']['optim_g'], scheduler=memsr['train']['scheduler'])
-    opt['train']['memsr'] = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
-    if not distill:
-        opt['train']['memsr']['lambda'] = 0.0
-    return opt
+    memsr_opt = dict(memsr['train']['memsr_opt'], **({} if distill else {'loss_weight': 0.0}))
+    memsr_block = {**memsr['train']['memsr'], 'bridges': memsr_init_file()}
+    return with_method(opt, 'MemSR', memsr_opt=memsr_opt, memsr=memsr_block)
 
 
 def prepare_memsr_init(data: Dict[str, str]) -> None:
@@ -366,23 +371,23 @@ def prepare_memsr_init(data: Dict[str, str]) -> None:
     train('memsr_teacher', 0, data)
     opt_path = os.path.join(OPTIONS_DIR, 'memsr_init.yml')
     with open(opt_path, 'w') as f:
-        yaml.safe_dump(METHODS['memsr'](base_options('memsr_init', 0, data), 0), f, sort_keys=False)
+        yaml.safe_dump(RUNS['memsr'](base_options('memsr_init', 0, data), 0), f, sort_keys=False)
     command = [sys.executable, os.path.join('scripts', 'memsr_init.py'), '-opt', opt_path, '--out', memsr_init_file()]
     print(f'MemSR winning initialization: {" ".join(command)}', flush=True)
     subprocess.run(command, check=True)
 
 
-# method: how it patches the base options of a seed
-METHODS: Dict[str, Callable[[dict, int], dict]] = {
-    'scratch': lambda opt, seed: opt,
-    'kd': lambda opt, seed: with_rfdn_teacher(opt),
-    'augkd': lambda opt, seed: with_rfdn_teacher(opt, 'AugKDModel'),
+# run: how it patches the base options of a seed (the methods' options: kdplugins.experiments.method_options)
+RUNS: Dict[str, Callable[[dict, int], dict]] = {
+    'scratch': lambda opt, seed: with_method(opt, 'Scratch'),
+    'kd': lambda opt, seed: with_method(with_rfdn_teacher(opt), 'KD'),
+    'augkd': lambda opt, seed: with_method(with_rfdn_teacher(opt), 'AugKD'),
     'crd': lambda opt, seed: with_feature_kd(opt, 'crd'),
     'fitnet': lambda opt, seed: with_feature_kd(opt, 'fitnet'),
     'fakd': lambda opt, seed: with_feature_kd(opt, 'fakd'),
     'jt': lambda opt, seed: with_csd(opt, seed, contrastive=False),
     'csd': lambda opt, seed: with_csd(opt, seed, contrastive=True),
-    'memsr_teacher': lambda opt, seed: memsr_teacher(opt),
+    'memsr_teacher': lambda opt, seed: with_method(memsr_teacher(opt), 'Scratch'),
     'memsr': lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
     'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
     'memsr_init_only': lambda opt, seed: memsr_student(opt, winning_init=True, distill=False),
@@ -454,7 +459,7 @@ def train(method: str, seed: int, data: Dict[str, str], name: Optional[str] = No
         return
     if method in PREPARE:
         PREPARE[method](data)
-    opt = METHODS[method](base_options(name, seed, data), seed)
+    opt = RUNS[method](base_options(name, seed, data), seed)
     os.makedirs(OPTIONS_DIR, exist_ok=True)
     opt_path = os.path.join(OPTIONS_DIR, f'{name}.yml')
     with open(opt_path, 'w') as f:
@@ -489,10 +494,17 @@ def run_seeds(method: str, seeds: List[int]) -> List[int]:
 
 # ------------------------------------------------------------------------------------------------------------------
 # the command line's steps (scripts/reproduce.py)
-def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = None, recipe: str = 'cpu') -> None:
-    """Choose the recipe (``cpu``: :data:`RECIPE`; ``gpu``: :data:`GPU_RECIPE` over it), set CSD's VGG-19 weights and
-    the iterations per run: a length other than the recipe's scales the milestones and the validation interval with
-    it (``val_freq`` at least 4)."""
+def configure(total_iter: Optional[int] = None,
+              vgg_weights: Optional[str] = None,
+              recipe: str = 'cpu',
+              data_root: Optional[str] = None) -> None:
+    """Choose the recipe (``cpu``: :data:`RECIPE`; ``gpu``: :data:`GPU_RECIPE` over it), set CSD's VGG-19 weights, the
+    data root (a relative one is relative to the current directory and kept relative to :data:`ROOT`, where the runs
+    start) and the iterations per run: a length other than the recipe's scales the milestones and the validation
+    interval with it (``val_freq`` at least 4)."""
+    global DATA_ROOT
+    if data_root is not None:
+        DATA_ROOT = data_root if os.path.isabs(data_root) else os.path.relpath(os.path.abspath(data_root), ROOT)
     if recipe == 'gpu':
         RECIPE.update(GPU_RECIPE)
     elif recipe != 'cpu':
@@ -508,13 +520,16 @@ def configure(total_iter: Optional[int] = None, vgg_weights: Optional[str] = Non
 
 
 def enter_repository() -> None:
-    """Make :data:`ROOT` the current directory; stop if ``../shared/data`` (images and checkpoints) is missing."""
+    """Make :data:`ROOT` the current directory; stop if the data root (images and checkpoints) is missing."""
     if not os.path.isdir(os.path.join(ROOT, 'options', 'train')):
         raise SystemExit(f'{ROOT} is not a kdplugins clone (no options/train): run the reproduction from the root of '
                          'a clone of the repository, which it reads option files and scripts from.')
     os.chdir(ROOT)
-    if not os.path.isdir(SHARED):
-        raise SystemExit(f'{SHARED} not found: the reproduction needs ../shared/data (images and checkpoints).')
+    if not os.path.isdir(data_path()):
+        raise SystemExit(f'The data root {os.path.abspath(data_path())} is not a folder: the reproduction reads its '
+                         'images and checkpoints there (train/T91/HR, train/BSD200/HR, val/Set5, val/Set14, '
+                         'checkpoints/RFDN_AIM_x4.pth). Pass scripts/reproduce.py --data-root PATH or set '
+                         'KDPLUGINS_DATA_ROOT=PATH.')
 
 
 def claim_methods() -> List[str]:

@@ -11,9 +11,10 @@ import re
 import statistics
 from typing import Dict, List, Optional, Tuple
 
+from kdplugins.experiments.method_options import METHODS
 from kdplugins.experiments.per_image import cached_per_image_psnr
-from kdplugins.experiments.reproduction import (BASELINE, CLAIMS, COMPARISONS, CSD, DIAGNOSTICS, METHODS, OPTIONS_DIR,
-                                                RECIPE, base_options, memsr_network, rerun_name, run_name, run_seeds,
+from kdplugins.experiments.reproduction import (BASELINE, CLAIMS, COMPARISONS, CSD, DIAGNOSTICS, OPTIONS_DIR, RECIPE,
+                                                RUNS, base_options, memsr_network, rerun_name, run_name, run_seeds,
                                                 slim_edsr, with_rfdn_teacher)
 from kdplugins.experiments.reproduction_logs import feature_term_fraction, finished, history, step_time, teacher_scores
 from kdplugins.experiments.statistics import (MARKDOWN_HEADER, NOT_RESOLVED, PairedComparison,
@@ -49,7 +50,7 @@ def final_scores(method: str, seeds: List[int]) -> Dict[str, Dict[str, List[floa
 def rerun_lines(seeds: List[int]) -> str:
     """Final PSNR of every configuration trained a second time (``--rerun``) next to its first run."""
     lines = []
-    for method in METHODS:
+    for method in RUNS:
         for seed in run_seeds(method, seeds):
             names = run_name(method, seed), rerun_name(method, seed)
             if not all(finished(name) for name in names):
@@ -465,6 +466,7 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str, sections:
         return
     rows = efficiency_rows()
     crops_teacher, crops_bicubic = teacher_on_training_crops(data)
+    lambda_c = METHODS['CSD']['contrastive_opt']['loss_weight']
     tradeoff = write_tradeoff(rows, seeds, figures)
     student = RECIPE['student']
     claim_sections = [claim_section(key, title, methods, seeds, figures) for key, title, methods, _ in CLAIMS]
@@ -482,7 +484,7 @@ Teacher of the first table: pretrained RFDN x4 (PSNR / SSIM-Y: {teacher_line('kd
 training pairs, read as the students read them: {crops_teacher:.2f} dB PSNR-Y against {crops_bicubic:.2f} dB for
 MATLAB bicubic.
 CSD and J-T: width {CSD['width_mult']} student of a SlimEDSR with twice the student's features, HR patch
-{CSD['gt_size']}x{CSD['gt_size']}, lambda_c {CSD['lambda_c']}, {CSD['num_negatives']} negatives, VGG-19 weights:
+{CSD['gt_size']}x{CSD['gt_size']}, lambda_c {lambda_c}, {CSD['num_negatives']} negatives, VGG-19 weights:
 `{CSD['vgg_weights']}`.
 
 """ + '\n'.join(claim_sections) + diagnostics_section(seeds) + rerun_section(seeds) + f"""

@@ -18,6 +18,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Sec. 4.1: features after the 1st, 3rd, 5th, 9th and 13th convs, weighted 1/32, 1/16, 1/8, 1/4 and 1.
 CSD_LAYER_WEIGHTS = {'relu1_1': 1 / 32, 'relu2_1': 1 / 16, 'relu3_1': 1 / 8, 'relu4_1': 1 / 4, 'relu5_1': 1.0}
+CSD_NUM_NEGATIVES = 10  # K, Sec. 4.1
 
 
 def vgg19_layer_names() -> List[str]:
@@ -168,10 +169,10 @@ class CSDContrastiveLoss(nn.Module):
     negative of.
 
     Args:
-        loss_weight: λ_C of Eq. 3 (CSDModel sets it from ``train.csd.lambda_c``).
-        num_negatives: K (10 in the paper); at most batch - 1 (batch with ``negatives_include_own``).
+        loss_weight: λ_C of Eq. 3 (default 1; CSDModel's default is the paper's 200 / 255).
+        num_negatives: K (default 10, the paper's); at most batch - 1 (batch with ``negatives_include_own``).
         negatives_include_own: let an anchor's own upsampled LR image be one of its negatives (default false).
-        layer_weights: ``{vgg layer: λ_j}``.
+        layer_weights: ``{vgg layer: λ_j}`` (default :data:`CSD_LAYER_WEIGHTS`, Sec. 4.1).
         vgg_weights: path of torchvision's VGG-19 state dict (``vgg19-dcbb9e9d.pth``); default: the torch hub cache
             or BasicSR's ``experiments/pretrained_models``; ``random``: random weights, with a warning.
         vgg_input_range: value range of the images (1 for BasicSR's [0, 1] images, 255 for [0, 255]).
@@ -183,7 +184,7 @@ class CSDContrastiveLoss(nn.Module):
 
     def __init__(self,
                  loss_weight: float = 1.0,
-                 num_negatives: int = 10,
+                 num_negatives: int = CSD_NUM_NEGATIVES,
                  negatives_include_own: bool = False,
                  layer_weights: Optional[Dict[str, float]] = None,
                  vgg_weights: Optional[str] = None,

@@ -11,18 +11,20 @@ from typing import Optional
 from kdplugins.archs.slimmable import SlimmableMixin
 from kdplugins.losses.published_weights import CSD_LAMBDA_C_DEFAULT
 from kdplugins.models.distill_model import DistillModel
-from kdplugins.utils.declared_options import Option, read_block
+from kdplugins.utils.declared_options import Option, deprecated_value, read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
-# lambda_c: the paper's 200, tuned with an L1 pixel loss on [0, 255] images, is 200 / 255 on BasicSR's [0, 1]
+# train.csd; the weights of Eq. 1 and 3 are those of train.teacher_pixel_opt (λ_T) and train.contrastive_opt (λ_C)
 CSD_OPTIONS = {
     'width_mult': Option(0.25, minimum=0, maximum=1, help="the student's width w"),
-    'lambda_t': Option(1.0, minimum=0, help="λ_T, the teacher's reconstruction term; 0 is CSD-A"),
-    'lambda_c': Option(CSD_LAMBDA_C_DEFAULT, minimum=0, help='λ_C, the contrastive term; 0 is joint training (J-T)'),
     'detach_teacher': Option(True, help='false is CSD-B (the contrastive gradient reaches the teacher)'),
+    'lambda_t': Option(0.0, minimum=0, help='deprecated: λ_T', replaced_by='train.teacher_pixel_opt.loss_weight'),
+    'lambda_c': Option(0.0, minimum=0, help='deprecated: λ_C', replaced_by='train.contrastive_opt.loss_weight'),
 }
-CONTRASTIVE_DEFAULTS = {'type': 'CSDContrastiveLoss', 'num_negatives': 10}
+# λ_C: the paper's 200, tuned with an L1 pixel loss on [0, 255] images, is 200 / 255 on BasicSR's [0, 1]; K and the
+# VGG layers: CSDContrastiveLoss's defaults, the paper's
+CONTRASTIVE_DEFAULTS = {'type': 'CSDContrastiveLoss', 'loss_weight': CSD_LAMBDA_C_DEFAULT}
 
 
 @register(MODEL_REGISTRY)
@@ -42,19 +44,26 @@ class CSDModel(DistillModel):
 
     Options:
         train.csd.width_mult: ``w`` (default 0.25).
-        train.csd.lambda_t: λ_T (default 1); 0 is the paper's CSD-A (no teacher reconstruction term).
-        train.csd.lambda_c: λ_C (default 200 / 255 = 0.784: the paper's 200 was tuned with an L1 pixel loss on
-            [0, 255] images, docs/conventions.md); 0 is joint training (J-T), with no VGG at all.
         train.csd.detach_teacher: default true; false is CSD-B (the contrastive gradient also reaches the teacher).
-        train.contrastive_opt: options of the contrastive loss (``type`` default ``CSDContrastiveLoss``,
-            ``num_negatives`` K default 10, ``vgg_weights``...; not ``loss_weight``: that is ``lambda_c``).
-        train.pixel_opt: the reconstruction loss of both terms of Eq. 1 (default ``L1Loss``).
+        train.pixel_opt: the student's reconstruction term of Eq. 1 (default ``{type: L1Loss, loss_weight: 1}``).
+        train.teacher_pixel_opt: the teacher's, ``λ_T L1(T, GT)``: over ``pixel_opt`` (the same loss and weight by
+            default: λ_T = 1); ``loss_weight: 0`` is the paper's CSD-A (no teacher reconstruction term).
+        train.contrastive_opt: the contrastive term ``λ_C CL`` (``type`` default ``CSDContrastiveLoss``;
+            ``loss_weight`` λ_C default 200 / 255 = 0.784: the paper's 200 was tuned with an L1 pixel loss on
+            [0, 255] images, docs/conventions.md; 0 is joint training (J-T), with no VGG at all; ``num_negatives`` K
+            default 10, ``vgg_weights``...).
+        train.csd.lambda_t, train.csd.lambda_c: deprecated names of ``teacher_pixel_opt.loss_weight`` (times
+            ``pixel_opt.loss_weight``) and ``contrastive_opt.loss_weight``.
         val.width_mult: width of the validated / tested student (default ``train.csd.width_mult`` in training,
             1.0 otherwise). In training, every validation also validates the teacher (width 1.0), logged as
             ``Teacher (width 1.0) on <name>`` and ``metrics/<name>/teacher_<metric>``.
     """
 
-    TRAIN_OPTIONS = {**DistillModel.TRAIN_OPTIONS, 'csd': CSD_OPTIONS, 'contrastive_opt': None}
+    TRAIN_OPTIONS = {
+        **DistillModel.TRAIN_OPTIONS, 'csd': CSD_OPTIONS,
+        'teacher_pixel_opt': None,
+        'contrastive_opt': None
+    }
     HAS_FROZEN_TEACHER = False  # the width-1.0 network is the teacher
     FP32_TEACHER_REASON = ('its teacher is the width-1.0 network being trained (use train.speed.precision for the '
                            'whole step).')
@@ -63,7 +72,6 @@ class CSDModel(DistillModel):
 
     def __init__(self, opt: dict):
         self.csd = read_block((opt.get('train') or {}).get('csd'), CSD_OPTIONS, 'train.csd')
-        self.csd.update(lambda_t=float(self.csd['lambda_t']), lambda_c=float(self.csd['lambda_c']))
         default_width = self.csd['width_mult'] if opt.get('is_train') else 1.0
         self.eval_width = float((opt.get('val') or {}).get('width_mult', default_width))
         super().__init__(opt)
@@ -81,25 +89,44 @@ class CSDModel(DistillModel):
                     'path.pretrain_network_g to a BasicSR EDSR / RCAN checkpoint (they load into SlimEDSR / SlimRCAN).')
 
     # ----------------------------------------------------------------------------------------------------------
-    # setup: the contrastive loss
+    # setup: the teacher's reconstruction loss and the contrastive loss
+    def pixel_loss_opt(self) -> dict:
+        """``train.pixel_opt``, default ``{type: L1Loss}`` (weight 1)."""
+        return dict(self.opt['train'].get('pixel_opt') or {'type': 'L1Loss'})
+
     def build_pixel_loss(self) -> nn.Module:
-        """The reconstruction loss of both terms of Eq. 1 (``train.pixel_opt``, default L1)."""
-        return build_loss(dict(self.opt['train'].get('pixel_opt') or {'type': 'L1Loss'})).to(self.device)
+        """The student's reconstruction term of Eq. 1 (``train.pixel_opt``)."""
+        return build_loss(self.pixel_loss_opt()).to(self.device)
 
     def setup_method(self) -> None:
+        self.cri_pix_t = self.build_teacher_pixel_loss()
         self.cri_csd = self.build_contrastive_loss()
-        get_root_logger().info(f'CSD: student width {self.csd["width_mult"]}, lambda_t {self.csd["lambda_t"]}, '
-                               f'lambda_c {self.csd["lambda_c"]}, detach_teacher {self.csd["detach_teacher"]}.')
+        lambda_t, lambda_c = (0 if loss is None else getattr(loss, 'loss_weight', 1)
+                              for loss in (self.cri_pix_t, self.cri_csd))
+        get_root_logger().info(f'CSD: student width {self.csd["width_mult"]}, λ_T {lambda_t} (teacher_pixel_opt), λ_C '
+                               f'{lambda_c} (contrastive_opt), detach_teacher {self.csd["detach_teacher"]}.')
+
+    def build_teacher_pixel_loss(self) -> Optional[nn.Module]:
+        """The teacher's reconstruction term of Eq. 1, ``λ_T L1(T, GT)``: ``train.teacher_pixel_opt`` over
+        ``pixel_opt``; ``None`` for CSD-A (``loss_weight`` 0)."""
+        pixel_opt = self.pixel_loss_opt()
+        loss_opt = {**pixel_opt, **(self.opt['train'].get('teacher_pixel_opt') or {})}
+        lambda_t = deprecated_value(self.opt, 'train.csd.lambda_t', CSD_OPTIONS,
+                                    lambda value: float(value) * pixel_opt.get('loss_weight', 1.0))
+        if lambda_t is not None:
+            loss_opt['loss_weight'] = lambda_t
+        loss = build_loss(loss_opt).to(self.device)
+        return loss if getattr(loss, 'loss_weight', 1) else None
 
     def build_contrastive_loss(self) -> Optional[nn.Module]:
-        """The loss of ``train.contrastive_opt`` with ``loss_weight = λ_C``; ``None`` for J-T (λ_C = 0)."""
-        loss_opt = dict(self.opt['train'].get('contrastive_opt') or {})
-        if 'loss_weight' in loss_opt:
-            raise ValueError('train.contrastive_opt.loss_weight is not used by CSDModel: set λ_C as '
-                             'train.csd.lambda_c.')
-        if self.csd['lambda_c'] == 0:
+        """The contrastive term of Eq. 3, ``λ_C CL``: ``train.contrastive_opt`` over :data:`CONTRASTIVE_DEFAULTS`,
+        the positive detached unless CSD-B; ``None`` for J-T (``loss_weight`` 0: no VGG is built)."""
+        loss_opt = {**CONTRASTIVE_DEFAULTS, **(self.opt['train'].get('contrastive_opt') or {})}
+        lambda_c = deprecated_value(self.opt, 'train.csd.lambda_c', CSD_OPTIONS, float)
+        if lambda_c is not None:
+            loss_opt['loss_weight'] = lambda_c
+        if loss_opt['loss_weight'] == 0:
             return None
-        loss_opt = {**CONTRASTIVE_DEFAULTS, **loss_opt, 'loss_weight': self.csd['lambda_c']}
         loss_opt['detach_positive'] = bool(self.csd['detach_teacher'])
         loss = build_loss(loss_opt).to(self.device)
         batch = (self.opt.get('datasets', {}).get('train') or {}).get('batch_size_per_gpu')
@@ -110,19 +137,19 @@ class CSDModel(DistillModel):
     # ----------------------------------------------------------------------------------------------------------
     # training step (Algorithm 1)
     def teacher_needs_grad(self) -> bool:
-        return self.csd['lambda_t'] > 0 or (self.cri_csd is not None and not self.csd['detach_teacher'])
+        return self.cri_pix_t is not None or (self.cri_csd is not None and not self.csd['detach_teacher'])
 
     def compute_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
         """Eq. 1 and 3: student and teacher forwards of the same batch, reconstruction and contrastive terms."""
         losses = OrderedDict()
         self.output = self.net_g(self.lq, width_mult=self.csd['width_mult'])
         losses['l_pix'] = self.cri_pix(self.output, self.gt)
-        if self.csd['lambda_t'] == 0 and self.cri_csd is None:
+        if self.cri_pix_t is None and self.cri_csd is None:
             return losses
         with torch.set_grad_enabled(self.teacher_needs_grad()):
             teacher_output = self.net_g(self.lq, width_mult=1.0)
-        if self.csd['lambda_t'] > 0:
-            losses['l_pix_t'] = self.csd['lambda_t'] * self.cri_pix(teacher_output, self.gt)
+        if self.cri_pix_t is not None:
+            losses['l_pix_t'] = self.cri_pix_t(teacher_output, self.gt)
         if self.cri_csd is not None:
             positive = teacher_output.detach() if self.csd['detach_teacher'] else teacher_output
             losses['l_csd'] = self.cri_csd(self.output, positive, self.lq, generator=self.rng)

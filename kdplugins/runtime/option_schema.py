@@ -26,8 +26,8 @@ KDPLUGINS_TOP_LEVEL = {'custom_imports'}
 # per-network path keys (``<prefix><label>`` of ``network_<label>``): basicsr's and kdplugins' ``strip_prefix_``
 NETWORK_PATH_PREFIXES = BASICSR_PATH_PREFIXES + ('strip_prefix_', )
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
-# loss options whose constructor keywords the model fills in itself (CSD: the weight and the detached positive)
-PROVIDED_BY_MODEL = {'contrastive_opt': ('loss_weight', 'detach_positive')}
+# loss options whose constructor keywords the model fills in itself (CSD: the detached positive)
+PROVIDED_BY_MODEL = {'contrastive_opt': ('detach_positive', )}
 
 
 def train_options_of(model_type: str) -> Optional[Dict[str, object]]:

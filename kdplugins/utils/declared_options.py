@@ -6,12 +6,17 @@ ranges, read by the model and checked before anything is built by :mod:`kdplugin
 A method declares its block as ``{name: Option(default, ...)}``; :func:`read_block` returns the given values over
 the defaults (a mapping given for a mapping option replaces the default mapping), or raises one ``ValueError`` that
 lists every problem with the option's full name, close names for unknown keys and the valid values.
+
+An option that moved keeps its old name declared with ``replaced_by`` (the new name): it is checked but never filled
+in, and :func:`deprecated_value` reads it with a logged deprecation warning.
 """
 import difflib
 import inspect
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from basicsr.utils import get_root_logger
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 REQUIRED = object()  # the default of an option that must be given
+MISSING = object()  # what :func:`nested_value` returns for an option that is not given
 
 
 class Option:
@@ -23,6 +28,8 @@ class Option:
         choices: allowed values (for a list option: allowed items; for a mapping option: allowed keys).
         minimum, maximum: range of a number (for a mapping option: of each value).
         help: one line for the docs.
+        replaced_by: for a deprecated option, the full name of the option that replaces it (``default`` then only
+            gives the type of a given value: a deprecated option is never filled in).
     """
 
     def __init__(self,
@@ -30,12 +37,14 @@ class Option:
                  choices: Optional[Iterable] = None,
                  minimum: Optional[float] = None,
                  maximum: Optional[float] = None,
-                 help: str = ''):
+                 help: str = '',
+                 replaced_by: Optional[str] = None):
         self.default = default
         self.choices = tuple(choices) if choices is not None else None
         self.minimum = minimum
         self.maximum = maximum
         self.help = help
+        self.replaced_by = replaced_by
 
     def problems(self, value: Any, where: str) -> List[str]:
         if value is None or self.default is None or self.default is REQUIRED:
@@ -71,8 +80,39 @@ Block = Mapping[str, Option]
 
 
 def defaults(block: Block) -> Dict[str, Any]:
-    """``{name: default}`` of a block (required options left out)."""
-    return {name: option.default for name, option in block.items() if option.default is not REQUIRED}
+    """``{name: default}`` of a block (required and deprecated options left out)."""
+    return {
+        name: option.default
+        for name, option in block.items() if option.default is not REQUIRED and option.replaced_by is None
+    }
+
+
+def nested_value(tree: Mapping, name: str) -> Any:
+    """The value of the option ``name`` (dotted: ``train.csd.lambda_c``) in nested mappings, or :data:`MISSING`."""
+    value: Any = tree
+    for key in name.split('.'):
+        if not isinstance(value, Mapping) or value.get(key) is None:
+            return MISSING
+        value = value[key]
+    return value
+
+
+def deprecated_value(opt: Mapping, name: str, block: Block, convert: Callable[[Any], Any] = lambda value: value) -> Any:
+    """The value of the deprecated option ``name`` (dotted from the top of ``opt``: ``train.csd.lambda_c``, declared
+    in ``block`` with ``replaced_by``) as a value of the option that replaces it (``convert``), or None when it is not
+    given. Given, a warning names the new option and the value to write; given together with it, a ``ValueError``
+    names both."""
+    value = nested_value(opt, name)
+    if value is MISSING:
+        return None
+    new = block[name.rsplit('.', 1)[1]].replaced_by
+    if nested_value(opt, new) is not MISSING:
+        raise ValueError(f'{name} and {new} are both given: {name} is the deprecated name of the same setting. Remove '
+                         f'{name}.')
+    converted = convert(value)
+    get_root_logger().warning(f'DeprecationWarning: {name} is deprecated and will be removed: write {new}: '
+                              f'{converted} instead of {name}: {value}.')
+    return converted
 
 
 def close_names(name: str, valid: Iterable[str]) -> str:
