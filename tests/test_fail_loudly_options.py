@@ -230,7 +230,9 @@ def test_a_corrupt_image_read_by_one_rank_stops_both_ranks_with_the_message(tmp_
         torchrun=2,
         check=False)
     assert result.returncode != 0
-    assert f'lq_path {corrupt} cannot be read' in result.stderr, result.stderr[-3000:]
+    assert f'datasets.train (tiny_train): the sample lq_path {corrupt}, gt_path ' in result.stderr, result.stderr[
+        -3000:]
+    assert 'kd-train: error: Caught SampleReadError in DataLoader worker process 0.' in result.stderr
     assert time.monotonic() - start < 120
 
 
