@@ -266,3 +266,25 @@ def test_a_teacher_path_that_is_a_training_state_is_named(tmp_path, tiny_lmdbs, 
         'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'second.yml', opt)), cwd=tmp_path, check=False)
     assert (f'path.pretrain_network_t: {state} cannot be read as network weights' in result.stderr
             and 'It is a training state (<iter>.state' in result.stderr), result.stderr[-3000:]
+
+
+def test_a_deprecated_weight_given_with_its_replacement_is_named_before_the_build():
+    from kdplugins.runtime.option_schema import check_train
+    opt = {
+        'model_type': 'CSDModel',
+        'train': {
+            'csd': {
+                'lambda_c': 0.5
+            },
+            'contrastive_opt': {
+                'type': 'CSDContrastiveLoss',
+                'loss_weight': 0.5
+            }
+        }
+    }
+    assert check_train(opt) == [
+        'train.csd.lambda_c and train.contrastive_opt.loss_weight are both given: train.csd.lambda_c is the deprecated '
+        'name of the same setting. Remove train.csd.lambda_c.'
+    ]
+    del opt['train']['contrastive_opt']
+    assert check_train(opt) == []  # the old name alone: a warning when the model reads it

@@ -19,8 +19,8 @@ from kdplugins.distill.teacher import img_range_option, teacher_networks
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_NUMBERS, BASICSR_PAIRED_DATASET,
                                              BASICSR_PATH_FIXED, BASICSR_PATH_PREFIXES, BASICSR_REQUIRED,
                                              BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
-from kdplugins.utils.declared_options import (block_problems, close_names, number_text_hint, signature_block,
-                                              type_problem, unknown_keys)
+from kdplugins.utils.declared_options import (MISSING, block_problems, close_names, nested_value, number_text_hint,
+                                              signature_block, type_problem, unknown_keys)
 
 KDPLUGINS_TOP_LEVEL = {'custom_imports'}
 # per-network path keys (``<prefix><label>`` of ``network_<label>``): basicsr's and kdplugins' ``strip_prefix_``
@@ -78,6 +78,12 @@ def check_train(opt: dict) -> List[str]:
                 continue
             if isinstance(default, Mapping):  # a declared block (train.augkd, train.csd, train.speed, ...)
                 problems += block_problems(train[key], default, f'train.{key}')
+                problems += [
+                    f'train.{key}.{name} and {option.replaced_by} are both given: train.{key}.{name} is the deprecated '
+                    f'name of the same setting. Remove train.{key}.{name}.' for name, option in default.items()
+                    if getattr(option, 'replaced_by', None) and isinstance(train[key], Mapping) and name in train[key]
+                    and nested_value(opt, option.replaced_by) is not MISSING
+                ]
             else:
                 problems += type_problem(train[key], default, f'train.{key}')
     for key, value in train.items():
