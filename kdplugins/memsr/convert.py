@@ -40,6 +40,8 @@ features is the layer's output itself.
 Exactness needs every carried value above ``-C`` (Prop. 3.6: inputs bounded by ``C``); :func:`check_offset` measures
 the margin on given inputs.
 """
+import copy
+import itertools
 import re
 import torch
 import torch.nn.functional as F
@@ -396,7 +398,11 @@ def convert_edsr(net: nn.Module, offset: float = DEFAULT_OFFSET) -> PlainConvers
     any depth, width, ``res_scale``, ``img_range`` and mean, scales 2^n and 3 for EDSR, any for PixelShuffleEDSR).
 
     ``offset`` is Prop. 3.6's ``C``: exact while every carried feature stays above ``-C`` (:func:`check_offset`).
+    The conversion is float64 arithmetic on the CPU: a network on another device (a teacher on the GPU) is copied to
+    the CPU first.
     """
+    if any(t.device.type != 'cpu' for t in itertools.chain(net.parameters(), net.buffers())):
+        net = copy.deepcopy(net).cpu()
     parts = edsr_parts(net)
     c = parts.num_feat
     layers = [_first_layer(parts, offset)]
