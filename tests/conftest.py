@@ -97,8 +97,16 @@ def tiny_lmdbs(tmp_path_factory, hr_images) -> dict:
     return paths
 
 
-def run_script(script: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True)
+def run_script(script: str, *args: str, cwd=None, separate_process: bool = False) -> subprocess.CompletedProcess:
+    """``python <script> args`` run to its end, which must succeed: in this process (``runpy``, as
+    :func:`run_pipeline_in_process` runs the pipelines) unless ``separate_process``."""
+    if separate_process:
+        result = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True)
+    else:
+        import runpy
+        result = in_process([sys.executable, str(REPO / script), *args], cwd or os.getcwd(),
+                            lambda: runpy.run_path(str(REPO / script), run_name='__main__'),
+                            [str(REPO / script), *args])
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -122,28 +130,37 @@ def run_module(module: str,
 
 
 def run_pipeline_in_process(module: str, *args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
-    """What ``python -m <module> args`` does, in this process: ``sys.argv``, the current directory, one torch thread
+    """What ``python -m <module> args`` does, in this process (:func:`in_process`), through the pipeline function the
+    module runs."""
+    import kdplugins.pipeline
+    pipeline = getattr(kdplugins.pipeline, IN_PROCESS[module])
+    result = in_process([sys.executable, '-m', module, *args], cwd, lambda: pipeline(os.getcwd()), [module, *args])
+    if check:
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return result
+
+
+def in_process(command: list, cwd, body, argv: list) -> subprocess.CompletedProcess:
+    """``body()`` run as the process ``command`` would run: ``sys.argv``, the current directory, one torch thread
     (``OMP_NUM_THREADS=1`` of :func:`start_module`) and every warning shown, as in a new process; stdout and stderr
     captured (an exception: its traceback on stderr and return code 1, a ``SystemExit``: its code)."""
     import contextlib
+    import gc
     import io
     import torch
     import traceback
     import warnings
-
-    import kdplugins.pipeline
-    pipeline = getattr(kdplugins.pipeline, IN_PROCESS[module])
     stdout, stderr = io.StringIO(), io.StringIO()
     saved = sys.argv[:], os.getcwd(), torch.get_num_threads()
     returncode = 0
     try:
-        sys.argv[:] = [module, *args]
+        sys.argv[:] = argv
         os.chdir(cwd)
         torch.set_num_threads(1)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
             warnings.simplefilter('default')
             try:
-                pipeline(os.getcwd())
+                body()
             except SystemExit as error:
                 returncode = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
                 if error.code is not None and not isinstance(error.code, int):
@@ -155,13 +172,8 @@ def run_pipeline_in_process(module: str, *args: str, cwd, check: bool = True) ->
         sys.argv[:] = saved[0]
         os.chdir(saved[1])
         torch.set_num_threads(saved[2])
-        import gc
         gc.collect()  # the model and its hooks (as at a process's exit)
-    result = subprocess.CompletedProcess([sys.executable, '-m', module, *args], returncode, stdout.getvalue(),
-                                         stderr.getvalue())
-    if check:
-        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return result
+    return subprocess.CompletedProcess(command, returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def start_module(module: str,

@@ -138,10 +138,11 @@ def test_two_teachers_resume_exactly_and_are_validated_under_their_names(tmp_pat
 
 
 def test_two_teachers_under_torchrun_resume_with_equal_ranks(tmp_path, tiny_lmdbs, teachers):
-    """2 processes (gloo, one data worker each under spawn): 2 iterations, then --auto_resume to 4; the ranks hold
-    bitwise equal students at every checkpoint, and the resumed run loads both teachers from their own files."""
+    """2 processes (gloo; data workers are tests/test_multiprocess.py's): 2 iterations, then --auto_resume to 4; the
+    ranks hold bitwise equal students at every checkpoint, and the resumed run loads both teachers from their own
+    files."""
     opt = two_teacher_options(tiny_lmdbs, teachers, name='two_ddp', total_iter=4, check_rank_sync=True)
-    opt['datasets']['train'].update(batch_size_per_gpu=2, num_worker_per_gpu=1)
+    opt['datasets']['train'].update(batch_size_per_gpu=2)
     yml = write_yaml(tmp_path / 'two_ddp.yml', opt)
     args = ('-opt', str(yml), '--launcher', 'pytorch')
     run_module('kdplugins.train', *args, '--force_yml', 'train:total_iter=2', cwd=tmp_path, torchrun=2)

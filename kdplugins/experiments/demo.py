@@ -18,6 +18,8 @@ Steps (each finished step is kept and skipped on the next run; delete ``experime
    memory, runtime on a 3x256x256 LR input) and ``demo.png``: crops of bicubic, students, teacher and HR with their
    PSNR beside the PSNR / runtime / memory trade-off.
 """
+import contextlib
+import io
 import numpy as np
 import os
 import subprocess
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kdplugins.data.paired_lmdb import list_images, paired_samples, write_paired_lmdb
+from kdplugins.pipeline import train_pipeline
 
 TRAIN_PHOTOS = ('astronaut.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png', 'ihc.png')
 VAL_PHOTO = 'chelsea.png'
@@ -70,16 +73,16 @@ def latest(name: str) -> str:
 
 
 def train(options_file: str, force: Sequence[str] = ()) -> None:
-    """``python -m kdplugins.train -opt options_file --auto_resume`` unless the run already finished."""
+    """What ``python -m kdplugins.train -opt options_file --auto_resume`` does (in this process), unless the run
+    already finished."""
     name = read_options(options_file)['name']
     if os.path.isfile(latest(name)):
         print(f'{name}: already trained')
         return
     print(f'training {name} ...', flush=True)
-    command = [sys.executable, '-m', 'kdplugins.train', '-opt', options_file, '--auto_resume']
-    if force:
-        command += ['--force_yml', *force]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    argv = ['-opt', options_file, '--auto_resume'] + (['--force_yml', *force] if force else [])
+    with contextlib.redirect_stdout(io.StringIO()):  # basicsr's prints; its log goes to stderr and the log file
+        train_pipeline(os.getcwd(), argv)
 
 
 def winning_initialization(options_file: str, script: str) -> None:

@@ -49,8 +49,15 @@ from kdplugins.runtime.run_lock import lock_experiment
 from kdplugins.runtime.samples import NamedSamples
 
 
-def train_pipeline(root_path: str):
-    """Train as the option file given on the command line (``-opt``, basicsr's arguments) says; returns the model."""
+def train_pipeline(root_path: str, argv: Optional[List[str]] = None):
+    """Train as the option file given on the command line (``-opt``, basicsr's arguments; ``argv`` instead of
+    ``sys.argv[1:]`` when given) says; returns the model."""
+    if argv is not None:
+        saved, sys.argv = sys.argv, [sys.argv[0], *argv]
+        try:
+            return train_pipeline(root_path)
+        finally:
+            sys.argv = saved
     # 1. options
     import_from_command_line()
     check_option_file(sys.argv)
