@@ -1,20 +1,17 @@
 """AIM 2020 efficiency counting (kdplugins/utils/efficiency.py) against the published figures and hand counts."""
 import cv2
 import json
-import os
 import pytest
-import subprocess
-import sys
 import torch
 import torch.nn.functional as F
 from basicsr.archs import arch_util, build_network
 from basicsr.utils.registry import ARCH_REGISTRY
+from conftest import run_script
 from torch import nn
 
 import kdplugins  # noqa: F401  (shims and registration)
 from kdplugins.utils import efficiency
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR_256 = [1, 3, 256, 256]
 
 
@@ -112,17 +109,15 @@ def test_network_sections_of_an_option_file(tmp_path):
 
 def test_script_writes_the_module_counts(tmp_path):
     arch_opt = ['num_feat=8', 'num_block=1', 'upscale=2']
-    command = [
-        sys.executable,
-        os.path.join(ROOT, 'scripts', 'benchmark_efficiency.py'), '--arch', 'MSRResNet', '--arch-opt', *arch_opt,
-        '--arch', 'RFDN', '--arch-opt', 'channels=8', 'num_blocks=1', 'upscale=2', '--input-size', '32', '--repeat',
-        '3', '--warmup', '1', '--device', 'cpu', '--out-dir',
+    args = [
+        '--arch', 'MSRResNet', '--arch-opt', *arch_opt, '--arch', 'RFDN', '--arch-opt', 'channels=8', 'num_blocks=1',
+        'upscale=2', '--input-size', '32', '--repeat', '3', '--warmup', '1', '--device', 'cpu', '--out-dir',
         str(tmp_path)
     ]
-    wrong = subprocess.run(command + ['--psnr', '30.5'], cwd=tmp_path, capture_output=True, text=True)
+    wrong = run_script('scripts/benchmark_efficiency.py', *args, '--psnr', '30.5', cwd=tmp_path, check=False)
     assert wrong.returncode != 0 and '--psnr gives 1 values for 2 networks' in wrong.stderr
     assert not (tmp_path / 'efficiency.json').exists()
-    subprocess.run(command + ['--psnr', '30.5', '31.25'], check=True, cwd=tmp_path, capture_output=True)
+    run_script('scripts/benchmark_efficiency.py', *args, '--psnr', '30.5', '31.25', cwd=tmp_path)
     plot = cv2.imread(str(tmp_path / 'tradeoff.png'))
     assert plot.shape == (600, 840, 3) and plot.std() > 0
     record, _ = json.loads((tmp_path / 'efficiency.json').read_text())['networks']
@@ -137,12 +132,8 @@ def test_script_writes_the_module_counts(tmp_path):
 
 
 def test_script_names_an_unknown_arch_with_close_names(tmp_path):
-    command = [
-        sys.executable,
-        os.path.join(ROOT, 'scripts', 'benchmark_efficiency.py'), '--arch', 'RFDNN', '--out-dir',
-        str(tmp_path)
-    ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    result = run_script(
+        'scripts/benchmark_efficiency.py', '--arch', 'RFDNN', '--out-dir', str(tmp_path), cwd=tmp_path, check=False)
     assert result.returncode != 0
     assert "network RFDNN(): unknown arch type 'RFDNN'. Close registered names: RFDN," in result.stderr
     assert not (tmp_path / 'efficiency.json').exists()
