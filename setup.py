@@ -23,8 +23,8 @@ setup(
     },
     entry_points={
         'console_scripts': [
-            'kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main', 'kd-export=kdplugins.export:main',
-            'kd-infer=kdplugins.infer:main'
+            'kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main', 'kd-export=kdplugins.export:command_line',
+            'kd-infer=kdplugins.infer:command_line'
         ]
     },
 )

@@ -24,6 +24,7 @@ import torch
 from kdplugins.deploy import formats, images
 from kdplugins.deploy.network import DeployedNetwork, load_network
 from kdplugins.runtime.custom_imports import add_import_argument
+from kdplugins.utils.errors import exit_on_configuration_error
 
 DEFAULT_CHECK_SIZES = ('48x64', '37x53')
 
@@ -155,5 +156,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def command_line() -> None:
+    """``kd-export``: :func:`main` with a configuration error printed without a traceback (exit code 2)."""
+    with exit_on_configuration_error('kd-export'):
+        sys.exit(main())
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    command_line()

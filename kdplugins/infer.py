@@ -32,6 +32,7 @@ from kdplugins.deploy.network import DeployedNetwork, load_network
 from kdplugins.deploy.tiling import tiled_forward
 from kdplugins.runtime.custom_imports import add_import_argument
 from kdplugins.utils.efficiency import resolve_device
+from kdplugins.utils.errors import exit_on_configuration_error
 
 PROBE = f'{locality.PROBE_HEIGHT}x{locality.PROBE_WIDTH}'
 
@@ -153,5 +154,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run(parse_args(sys.argv[1:] if argv is None else argv))
 
 
+def command_line() -> None:
+    """``kd-infer``: :func:`main` with a configuration error printed without a traceback (exit code 2)."""
+    with exit_on_configuration_error('kd-infer'):
+        sys.exit(main())
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    command_line()

@@ -288,3 +288,21 @@ def test_a_deprecated_weight_given_with_its_replacement_is_named_before_the_buil
     ]
     del opt['train']['contrastive_opt']
     assert check_train(opt) == []  # the old name alone: a warning when the model reads it
+
+
+def test_skip_unreadable_is_an_opt_in_of_the_training_set_that_names_and_counts(tmp_path, tiny_lmdbs, teacher_path,
+                                                                                disk_pairs):
+    opt = disk_options(tiny_lmdbs, teacher_path, disk_pairs, 'skipping_files')
+    corrupt = disk_pairs['hr'] / 'coffee.png'
+    corrupt.write_bytes(b'not a png')
+    opt['datasets']['val'].update(
+        dataroot_gt=tiny_lmdbs['val_hr'], dataroot_lq=tiny_lmdbs['val_lr'], io_backend={'type': 'lmdb'})
+    opt['datasets']['train']['skip_unreadable'] = True
+    opt['train']['total_iter'] = 6  # 5 pairs, batch 2: every sample drawn
+    result = run_module('kdplugins.train', '-opt', str(write_yaml(tmp_path / 'skip.yml', opt)), cwd=tmp_path)
+    assert f'gt_path {corrupt} cannot be read' in result.stderr and 'skipped (skip_unreadable)' in result.stderr
+    assert '1 sample(s) skipped so far in this process' in result.stderr
+    opt['datasets']['val']['skip_unreadable'] = True
+    refused = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'skip_val.yml', opt)), cwd=tmp_path, check=False)
+    assert 'datasets.val.skip_unreadable: only the training set can skip unreadable samples' in refused.stderr

@@ -17,13 +17,15 @@ import warnings
 from torch import nn
 from typing import Callable, Dict, Iterator, Optional
 
+from kdplugins.utils.errors import ConfigurationError
+
 INPUT_NAME, OUTPUT_NAME = 'lq', 'sr'
 DEFAULT_OPSET = 17
 EXTENSIONS = {'onnx': '.onnx', 'torchscript': '.pt'}
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(ConfigurationError, ImportError):
     """onnx / onnxruntime are not installed; the message says how to install them."""
 
 

@@ -14,12 +14,14 @@ import torch
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from kdplugins.utils.errors import ConfigurationError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 LUMA_RGB = (0.299, 0.587, 0.114)
 MAX_VALUE = {8: 255, 16: 65535}
 
 
-class ImageError(ValueError):
+class ImageError(ConfigurationError, ValueError):
     """A file that cannot be used as an input image; the message names the file and the reason."""
 
 

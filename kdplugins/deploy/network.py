@@ -16,12 +16,13 @@ from typing import Iterable, Tuple
 from kdplugins.runtime.custom_imports import import_from_options, import_modules
 from kdplugins.runtime.option_checks import unknown_type_message
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
+from kdplugins.utils.errors import ConfigurationError
 
 # constructor arguments that give the number of input channels, by arch family (BasicSR, kdplugins, SwinIR, ESRGAN)
 IN_CHANNEL_ARGUMENTS = ('num_in_ch', 'in_channels', 'in_chans', 'in_nc')
 
 
-class NetworkFileError(ValueError):
+class NetworkFileError(ConfigurationError, ValueError):
     """The option file does not describe a network; the message says what it holds and how to fix it."""
 
 

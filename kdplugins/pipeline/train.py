@@ -124,7 +124,7 @@ def create_train_val_dataloader(opt: dict, logger: logging.Logger, resume_state:
     for phase, dataset_opt in opt['datasets'].items():
         if phase == 'train':
             dataset_enlarge_ratio = dataset_opt.get('dataset_enlarge_ratio', 1)
-            train_set = PerSampleSeededDataset(build_dataset(dataset_opt))
+            train_set = PerSampleSeededDataset(build_dataset(dataset_opt), dataset_opt.get('skip_unreadable', False))
             train_sampler = ResumableEnlargedSampler(train_set, opt['world_size'], opt['rank'], dataset_enlarge_ratio)
             train_loader = build_dataloader(
                 train_set,

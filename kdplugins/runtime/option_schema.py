@@ -23,6 +23,7 @@ from kdplugins.utils.declared_options import (MISSING, block_problems, close_nam
                                               signature_block, type_problem, unknown_keys)
 
 KDPLUGINS_TOP_LEVEL = {'custom_imports'}
+KDPLUGINS_DATASET = {'skip_unreadable'}  # read by kdplugins' pipeline (runtime/samples.py)
 # per-network path keys (``<prefix><label>`` of ``network_<label>``): basicsr's and kdplugins' ``strip_prefix_``
 NETWORK_PATH_PREFIXES = BASICSR_PATH_PREFIXES + ('strip_prefix_', )
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
@@ -107,7 +108,12 @@ def check_datasets(opt: dict) -> List[str]:
         if opt.get('is_train', True) and phase != 'train' and phase.split('_')[0] != 'val':
             problems.append(f"{where}: unknown phase '{phase}'; basicsr reads 'train', 'val' and 'val_<anything>'.")
         if dataset_opt.get('type') in PAIRED_DATASET_TYPES:
-            problems += unknown_keys(dataset_opt, BASICSR_PAIRED_DATASET, where)
+            problems += unknown_keys(dataset_opt, BASICSR_PAIRED_DATASET | KDPLUGINS_DATASET, where)
+        if phase != 'train' and 'skip_unreadable' in dataset_opt:
+            problems.append(f'{where}.skip_unreadable: only the training set can skip unreadable samples (a validation '
+                            'set is scored whole); replace or remove the image instead.')
+        elif 'skip_unreadable' in dataset_opt:
+            problems += type_problem(dataset_opt['skip_unreadable'], False, f'{where}.skip_unreadable')
         gt_size = dataset_opt.get('gt_size')
         if phase == 'train' and isinstance(gt_size, int) and isinstance(scale, int) and gt_size % scale:
             problems.append(f'{where}.gt_size: {gt_size} is not a multiple of the scale {scale}: the LR patch would be '
