@@ -155,3 +155,16 @@ def test_interval_half_width_scales_with_one_over_sqrt_n():
     assert c.sd == pytest.approx(math.sqrt(0.008))
     assert c.half_width == pytest.approx(0.0938644, abs=1e-6)
     assert c.verdict == RESOLVED_FOR
+
+
+def test_scipy_interval_equals_the_student_t_formula():
+    """The interval comes from scipy.stats.ttest_rel: it must be mean ± t_{0.975, n-1} * sd / sqrt(n) computed
+    directly from the differences."""
+    a = {seed: 30 + 0.013 * seed**2 for seed in range(7)}
+    b = {seed: 30 + 0.011 * seed + 0.002 * (-1)**seed for seed in range(7)}
+    c = compare_paired(a, b)
+    d = [a[s] - b[s] for s in range(7)]
+    mean = sum(d) / 7
+    sd = (sum((x - mean)**2 for x in d) / 6)**0.5
+    half = t_quantile(0.975, 6) * sd / 7**0.5
+    assert (c.low, c.high, c.half_width) == pytest.approx((mean - half, mean + half, half), abs=1e-12)

@@ -7,7 +7,9 @@ Over the ``n`` seeds present on both sides this module computes
 * the mean paired difference ``mean = sum(d_i) / n``,
 * its sample standard deviation ``sd = sqrt(sum((d_i - mean)^2) / (n - 1))``,
 * the two-sided confidence interval of Student's t with ``n - 1`` degrees of freedom:
-  ``mean ± t_{(1 + confidence) / 2, n - 1} * sd / sqrt(n)`` (95% by default: ``t_{0.975, n - 1}``),
+  ``mean ± t_{(1 + confidence) / 2, n - 1} * sd / sqrt(n)`` (95% by default: ``t_{0.975, n - 1}``), taken from
+  ``scipy.stats.ttest_rel(a, b).confidence_interval(confidence)`` (``tests/test_stats.py`` checks it against the
+  formula and the t tables),
 * a verdict: ``'resolved for'`` where the interval lies above 0, ``'resolved against'`` where it lies below 0, and
   ``'not resolved at this scale'`` where it contains 0 or where fewer than 2 seeds pair (no interval).
 
@@ -17,10 +19,11 @@ differences equal the standard deviation is 0 and the interval is the single poi
 The per-image comparison pairs the images of one evaluation (same seed, or averaged over the paired seeds) and
 counts how many improve, e.g. "12 of 19 Set5 + Set14 images improve".
 """
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Hashable, Mapping, Optional, Tuple
+
+from scipy import stats
 
 RESOLVED_FOR = 'resolved for'
 RESOLVED_AGAINST = 'resolved against'
@@ -31,8 +34,7 @@ def t_quantile(probability: float, degrees_of_freedom: int) -> float:
     """The ``probability`` quantile of Student's t distribution with ``degrees_of_freedom`` (``scipy.stats.t.ppf``)."""
     if degrees_of_freedom < 1:
         raise ValueError(f'Student t needs at least 1 degree of freedom, got {degrees_of_freedom}')
-    from scipy.stats import t
-    return float(t.ppf(probability, degrees_of_freedom))
+    return float(stats.t.ppf(probability, degrees_of_freedom))
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,13 @@ def compare_paired(a: Mapping[Hashable, float],
     if n >= 2:
         sd = statistics.stdev(differences)
         t = t_quantile((1 + confidence) / 2, n - 1)
-        half_width = t * sd / math.sqrt(n)
-        low, high = mean - half_width, mean + half_width
+        if sd == 0:  # scipy warns of catastrophic cancellation for equal differences: the interval is the point
+            low = high = mean
+        else:
+            interval = stats.ttest_rel([float(a[s]) for s in seeds], [float(b[s]) for s in seeds]).confidence_interval(
+                confidence)
+            low, high = float(interval.low), float(interval.high)
+        half_width = (high - low) / 2
         if low > 0:
             verdict = RESOLVED_FOR
         elif high < 0:
