@@ -127,8 +127,8 @@ def compare_paired(a: Mapping[Hashable, float],
         if sd == 0:  # scipy warns of catastrophic cancellation for equal differences: the interval is the point
             low = high = mean
         else:
-            interval = stats.ttest_rel([float(a[s]) for s in seeds], [float(b[s]) for s in seeds]).confidence_interval(
-                confidence)
+            interval = stats.ttest_rel([float(a[s]) for s in seeds],
+                                       [float(b[s]) for s in seeds]).confidence_interval(confidence)
             low, high = float(interval.low), float(interval.high)
         half_width = (high - low) / 2
         if low > 0:
