@@ -79,9 +79,10 @@ def test_second_run_on_a_live_experiment_stops_and_a_dead_runs_lock_is_taken_ove
     opt['logger']['save_checkpoint_freq'] = 100000
     yml = write_yaml(tmp_path / 'locked.yml', opt)
     lock = tmp_path / 'experiments' / '.locked.lock'
+    owner = tmp_path / 'experiments' / '.locked.lock.json'
     first = start_module('kdplugins.train', '-opt', str(yml), cwd=tmp_path)
     try:
-        info = wait_for_lock(lock, first)
+        info = wait_for_lock(owner, first)
         assert info['pid'] == first.pid and 'kdplugins.train' in info['command']
         # --auto_resume does not bypass the lock (total_iter=1: without the lock this run ends at once, with 0)
         second = train(tmp_path, opt, '--auto_resume', '--force_yml', 'train:total_iter=1', check=False)
@@ -90,15 +91,15 @@ def test_second_run_on_a_live_experiment_stops_and_a_dead_runs_lock_is_taken_ove
         assert f"pid {first.pid} on host {info['host']}, started {info['started']}, command: " in second.stderr
         assert f'kill {first.pid}' in second.stderr and '--force_yml name=' in second.stderr
         assert first.poll() is None  # the first run goes on, its folder neither archived nor touched
-        assert sorted(os.listdir(tmp_path / 'experiments')) == ['.locked.lock', 'locked']
+        assert sorted(os.listdir(tmp_path / 'experiments')) == ['.locked.lock', '.locked.lock.json', 'locked']
     finally:
         first.send_signal(signal.SIGKILL)
         finish(first, check=False)
-    assert lock.exists()  # SIGKILL: nothing could remove it
+    assert lock.exists() and owner.exists()  # SIGKILL: nothing could remove them
     third = train(tmp_path, opt, '--force_yml', 'train:total_iter=1', 'logger:save_checkpoint_freq=1')
     assert f'WARNING: taking over the stale lock {lock} of a training run that no longer runs (pid {first.pid}' \
         in third.stderr
-    assert not lock.exists()  # released at the end
+    assert not lock.exists() and not owner.exists()  # released at the end
     assert sorted(os.listdir(tmp_path / 'experiments' / 'locked' / 'training_states')) == ['1.state']
 
 

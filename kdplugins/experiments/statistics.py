@@ -21,9 +21,8 @@ counts how many improve, e.g. "12 of 19 Set5 + Set14 images improve".
 """
 import statistics
 from dataclasses import dataclass
-from typing import Hashable, Mapping, Optional, Tuple
-
 from scipy import stats
+from typing import Hashable, Mapping, Optional, Tuple
 
 RESOLVED_FOR = 'resolved for'
 RESOLVED_AGAINST = 'resolved against'

@@ -7,29 +7,25 @@ creates or archives anything, and released when the run ends (:meth:`ExperimentL
 under ``torchrun`` only rank 0 takes the lock (the other ranks never create or rename the folder).
 
 The lock is ``experiments/.<name>.lock``, beside the folder and not inside it (basicsr renames the folder when it
-archives it). It holds an exclusive ``flock`` for the life of the run and, as JSON, the owner's pid, host, start time,
-command line and folder, for the error message of a second run. The kernel drops the ``flock`` when the owner dies,
-however it dies (``SIGKILL`` included), so a lock file left behind by a dead run is told apart from a live one by the
-``flock``, not by the pid (which may have been reused): it is taken over with a warning naming the dead run. On a
-file system without ``flock`` the recorded pid decides: a dead process on this host is stale, a process on another
-host is taken as alive. The lock is released (file removed) when the process exits, normally or by an exception.
+archives it), taken with the ``filelock`` package (a torch dependency): an exclusive ``flock`` for the life of the run,
+which the kernel drops when the owner dies, however it dies (``SIGKILL`` included); on a file system without
+``flock`` filelock's own fallback decides. The owner's pid, host, start time, command line and folder are written as
+JSON beside it, ``experiments/.<name>.lock.json``, for the error message of a second run (filelock owns the lock
+file's content). An owner file found when the lock is free was left by a run that died without releasing the lock:
+it is taken over with a warning naming the dead run. Both files are removed when the process exits, normally or by
+an exception.
 """
 import atexit
 import datetime
-import errno
 import json
 import os
 import shlex
 import socket
 import sys
+from filelock import FileLock, Timeout
 from typing import Optional
 
 from kdplugins.utils.errors import ConfigurationError
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: the pid recorded in the file decides
-    fcntl = None
 
 
 class ExperimentLockedError(ConfigurationError, RuntimeError):
@@ -42,48 +38,19 @@ def lock_path_of(experiments_root: str) -> str:
     return os.path.join(parent, f'.{name}.lock')
 
 
-def _process_start_ticks(pid: int) -> Optional[str]:
-    """Start time of ``pid`` in clock ticks since boot (Linux ``/proc``), None when unknown. Tells a reused pid."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _describe(info: dict) -> str:
     return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, started {info.get('started', '?')}, "
             f"command: {info.get('command', '?')}")
 
 
-def _read_info(fd: int) -> dict:
-    os.lseek(fd, 0, os.SEEK_SET)
-    raw = b''
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        raw += chunk
+def _read_owner(path: str) -> dict:
+    """The owner record at ``path``; {} when there is none or it is unreadable (a run killed while writing it)."""
     try:
-        info = json.loads(raw.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError):
+        with open(path, encoding='utf-8') as f:
+            info = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
-
-
-def _recorded_process_alive(info: dict) -> bool:
-    """Whether the process recorded in a lock file may still run (only used without ``flock``)."""
-    if info.get('host') != socket.gethostname():
-        return True  # cannot be checked from here
-    try:
-        pid = int(info['pid'])
-        os.kill(pid, 0)
-    except (KeyError, ValueError, TypeError, ProcessLookupError):
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    ticks = _process_start_ticks(pid)
-    return ticks is None or info.get('start_ticks') in (None, ticks)
 
 
 class ExperimentLock:
@@ -92,7 +59,8 @@ class ExperimentLock:
     def __init__(self, experiments_root: str) -> None:
         self.experiments_root = experiments_root
         self.path = lock_path_of(experiments_root)
-        self.fd: Optional[int] = None
+        self.owner_path = f'{self.path}.json'
+        self.file_lock: Optional[FileLock] = None
         self.owner_pid: Optional[int] = None
 
     def locked_message(self, info: dict) -> str:
@@ -107,17 +75,12 @@ class ExperimentLock:
     def acquire(self) -> None:
         """Take the lock or raise :class:`ExperimentLockedError`; warns on stderr when taking over a dead run's."""
         os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0), 0o644)
-            try:
-                previous = self._lock_or_raise(fd)
-                if self._same_file(fd):
-                    break
-                # the owner removed the file between our open and our flock: lock the new one
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
+        file_lock = FileLock(self.path, timeout=0)
+        try:
+            file_lock.acquire()
+        except Timeout:
+            raise ExperimentLockedError(self.locked_message(_read_owner(self.owner_path))) from None
+        previous = _read_owner(self.owner_path)
         if previous:
             print(
                 f'WARNING: taking over the stale lock {self.path} of a training run that no longer runs '
@@ -126,34 +89,11 @@ class ExperimentLock:
                 'it).',
                 file=sys.stderr,
                 flush=True)
-        self.fd, self.owner_pid = fd, os.getpid()
-        self._write_info()
+        self.file_lock, self.owner_pid = file_lock, os.getpid()
+        self._write_owner()
         atexit.register(self.release)
 
-    def _lock_or_raise(self, fd: int) -> dict:
-        """Locks ``fd``; returns the info of a dead previous owner found in the file ({} if none)."""
-        info = _read_info(fd)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise ExperimentLockedError(self.locked_message(_read_info(fd) or info)) from None
-                if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-            else:
-                return _read_info(fd)  # someone left it: its owner is dead (the flock died with it)
-        if info and _recorded_process_alive(info):
-            raise ExperimentLockedError(self.locked_message(info))
-        return info
-
-    def _same_file(self, fd: int) -> bool:
-        try:
-            return os.path.samestat(os.fstat(fd), os.stat(self.path))
-        except FileNotFoundError:
-            return False
-
-    def _write_info(self) -> None:
+    def _write_owner(self) -> None:
         info = {
             'pid': os.getpid(),
             'host': socket.gethostname(),
@@ -161,25 +101,24 @@ class ExperimentLock:
             'command': shlex.join(getattr(sys, 'orig_argv', sys.argv)),
             'cwd': os.getcwd(),
             'experiments_root': self.experiments_root,
-            'start_ticks': _process_start_ticks(os.getpid()),
         }
-        data = json.dumps(info, indent=1).encode('utf-8')
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        os.write(self.fd, data)
-        os.fsync(self.fd)
+        with open(self.owner_path, 'w', encoding='utf-8') as f:
+            json.dump(info, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
 
     def release(self) -> None:
-        """Remove the lock file and drop the lock (only in the process that took it; idempotent)."""
-        if self.fd is None or os.getpid() != self.owner_pid:
+        """Remove the owner record and the lock file, then drop the lock (only in the process that took it;
+        idempotent). The files go first, while the lock is held, so no other run can have taken it meanwhile."""
+        if self.file_lock is None or os.getpid() != self.owner_pid:
             return
-        try:
-            if self._same_file(self.fd):
-                os.remove(self.path)
-        except OSError:
-            pass
-        os.close(self.fd)
-        self.fd = None
+        for path in (self.owner_path, self.path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        self.file_lock.release()
+        self.file_lock = None
 
 
 _LOCKS = {}
@@ -191,7 +130,7 @@ def lock_experiment(opt: dict) -> Optional[ExperimentLock]:
     if not opt.get('is_train') or opt.get('rank', 0) != 0 or not root:
         return None
     key = os.path.realpath(root)
-    if key not in _LOCKS or _LOCKS[key].fd is None:  # a run before in this process released its lock
+    if key not in _LOCKS or _LOCKS[key].file_lock is None:  # a run before in this process released its lock
         lock = ExperimentLock(root)
         lock.acquire()
         _LOCKS[key] = lock
