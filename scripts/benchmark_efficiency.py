@@ -106,10 +106,7 @@ def main(argv: List[str]) -> None:
             raise SystemExit(unknown_type_message(ARCH_REGISTRY, options['type'], f'network {name}'))
     if args.psnr and len(args.psnr) != len(networks):
         raise SystemExit(f'--psnr gives {len(args.psnr)} values for {len(networks)} networks: one per table row.')
-    reports = [
-        efficiency.measure(name, options, args.input_size, device, args.repeat, args.warmup, args.in_channels)
-        for name, options in networks
-    ]
+    reports = efficiency.measure_in_turns(networks, args.input_size, device, args.repeat, args.warmup, args.in_channels)
     table = efficiency.markdown_table(reports)
     command = 'python scripts/benchmark_efficiency.py ' + shlex.join(argv)
     print(table)

@@ -137,3 +137,17 @@ def test_script_names_an_unknown_arch_with_close_names(tmp_path):
     assert result.returncode != 0
     assert "network RFDNN(): unknown arch type 'RFDNN'. Close registered names: RFDN," in result.stderr
     assert not (tmp_path / 'efficiency.json').exists()
+
+
+def test_networks_measured_in_turns_keep_their_counts_and_get_one_runtime_per_round():
+    """measure_in_turns: the counts of each network are those of count_ops alone, each network gets exactly one
+    timed forward per round, and the report of one network alone is measure's."""
+    small = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    large = dict(small, num_feat=16, num_block=2)
+    reports = efficiency.measure_in_turns([('small', small), ('large', large)], 12, torch.device('cpu'), 4, 1)
+    assert [r.name for r in reports] == ['small', 'large']
+    for report, options in zip(reports, (small, large)):
+        assert report.counts == efficiency.count_ops(build_network(options), [1, 3, 12, 12])
+        assert len(report.runtimes_s) == 4 and report.warmup == 1 and report.network_options == options
+    alone = efficiency.measure('small', small, 12, torch.device('cpu'), 3, 0)
+    assert alone.counts == reports[0].counts and len(alone.runtimes_s) == 3

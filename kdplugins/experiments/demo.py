@@ -81,8 +81,14 @@ def train(options_file: str, force: Sequence[str] = ()) -> None:
         return
     print(f'training {name} ...', flush=True)
     argv = ['-opt', options_file, '--auto_resume'] + (['--force_yml', *force] if force else [])
-    with contextlib.redirect_stdout(io.StringIO()):  # basicsr's prints; its log goes to stderr and the log file
-        train_pipeline(os.getcwd(), argv)
+    console = io.StringIO()  # basicsr's banners, option dump and log lines: kept in the run's log file
+    try:
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+            train_pipeline(os.getcwd(), argv)
+    except BaseException:
+        sys.stderr.write(console.getvalue()[-5000:])
+        raise
+    print(f'  done: log and checkpoints in experiments/{name}/', flush=True)
 
 
 def winning_initialization(options_file: str, script: str) -> None:
@@ -165,19 +171,16 @@ def evaluate(options_dir: str, data: str, iterations: Tuple[int, int]) -> Tuple[
     return results, hr
 
 
-def efficiency_reports(options_dir: str, repeat: int = 5, warmup: int = 1) -> Dict[str, object]:
-    """AIM 2020 metrics of teacher and plain student on one 3x256x256 LR input (weights do not change them)."""
+def efficiency_reports(options_dir: str, rounds: int = 15, warmup: int = 2) -> Dict[str, object]:
+    """AIM 2020 metrics of teacher and plain student on one 3x256x256 LR input (weights do not change them); the
+    runtimes are taken in turns (:func:`~kdplugins.utils.efficiency.measure_in_turns`), so that machine load slows
+    both alike, and compared by their medians."""
     from kdplugins.utils import efficiency
     student_opt = read_options(os.path.join(options_dir, STUDENT_FILE))
-    device = torch.device('cpu')
-    return {
-        'teacher':
-        efficiency.measure('teacher PixelShuffleEDSR 32x4', student_opt['network_t'], EFFICIENCY_INPUT, device, repeat,
-                           warmup),
-        'student':
-        efficiency.measure('plain student PlainSR 10x32', student_opt['network_g'], EFFICIENCY_INPUT, device, repeat,
-                           warmup),
-    }
+    teacher, student = efficiency.measure_in_turns([('teacher PixelShuffleEDSR 32x4', student_opt['network_t']),
+                                                    ('plain student PlainSR 10x32', student_opt['network_g'])],
+                                                   EFFICIENCY_INPUT, torch.device('cpu'), rounds, warmup)
+    return {'teacher': teacher, 'student': student}
 
 
 def strongest_crop(bicubic_rgb: np.ndarray, hr_rgb: np.ndarray, size: int = 96, stride: int = 8) -> Tuple[int, int]:
@@ -242,7 +245,11 @@ def run(options_dir: str,
         [(title, rep.runtime_median_s * 1e3, psnr, rep.peak_memory_bytes / 2**20) for title, rep, psnr in points],
         path,
         psnr_label=f'PSNR-Y on {VAL_PHOTO} x{SCALE} [dB]',
-        runtime_label=f'runtime on a 3x{EFFICIENCY_INPUT}x{EFFICIENCY_INPUT} LR input, CPU [ms]')
+        runtime_label=f'runtime on a 3x{EFFICIENCY_INPUT}x{EFFICIENCY_INPUT} LR input, CPU, median of rounds taken '
+        'in turns [ms]',
+        notes='FD: feature distillation, MemSR\'s loss on the student\'s features against the teacher\'s (Eq. 12-14). '
+        'Winning init: MemSR\'s initialization of the plain student\nfrom the trained teacher (Algorithm 1); '
+        '"(0 it)" is that student before any training step.')
     print(f'\nPSNR-Y on {VAL_PHOTO} (x{SCALE}, border {CROP_BORDER}):')
     for r in results:
         print(f'  {r.title:44s} {r.psnr:.4f} dB')

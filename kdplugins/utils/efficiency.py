@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.hooks import RemovableHandle
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -255,22 +255,47 @@ def measure(name: str,
             repeat: int,
             warmup: int,
             in_channels: int = 3) -> EfficiencyReport:
-    """Build ``network_options`` with ``basicsr.archs.build_network`` and take every metric of the protocol.
+    """Every metric of the protocol for one network: :func:`measure_in_turns` of that network alone."""
+    return measure_in_turns([(name, network_options)], input_size, device, repeat, warmup, in_channels)[0]
 
-    Counts come from :func:`count_ops` (meta device); then, on ``device``, :func:`forward_runtimes` (``warmup``
-    untimed and ``repeat`` timed forwards) and one more forward for :func:`peak_memory`.
+
+def measure_in_turns(networks: Sequence[Tuple[str, dict]],
+                     input_size: int,
+                     device: torch.device,
+                     repeat: int,
+                     warmup: int,
+                     in_channels: int = 3) -> List[EfficiencyReport]:
+    """Build each ``(name, network_options)`` with ``basicsr.archs.build_network`` and take every metric of the
+    protocol, the runtimes in turns so that a busy machine slows every network alike.
+
+    Counts come from :func:`count_ops` (meta device). On ``device``, every network runs ``warmup`` untimed forwards,
+    then ``repeat`` rounds each time one forward of every network (:func:`forward_runtimes` with ``repeat=1``), the
+    order turning by one network per round; one more forward each gives :func:`peak_memory`. Compare the networks by
+    the medians of their runtimes (``EfficiencyReport.runtime_median_s``).
     """
     from basicsr.archs import build_network
 
-    net = build_network(network_options).eval()
     shape = [1, in_channels, input_size, input_size]
-    counts = count_ops(net, shape)
-    net = net.to(device)
+    built = []
+    for name, options in networks:
+        net = build_network(options).eval()
+        counts = count_ops(net, shape)
+        built.append((name, options, counts, net.to(device)))
     x = torch.rand(shape, device=device)
-    runtimes = forward_runtimes(net, x, repeat, warmup)
-    memory, method = peak_memory(net, x)
-    return EfficiencyReport(name, dict(network_options), shape, counts, memory, method, device_name(device), warmup,
-                            runtimes)
+    runtimes = {name: [] for name, *_ in built}
+    for name, _, _, net in built:
+        forward_runtimes(net, x, 0, warmup)
+    for round_index in range(repeat):
+        for i in range(len(built)):
+            name, _, _, net = built[(round_index + i) % len(built)]
+            runtimes[name] += forward_runtimes(net, x, 1, 0)
+    reports = []
+    for name, options, counts, net in built:
+        memory, method = peak_memory(net, x)
+        reports.append(
+            EfficiencyReport(name, dict(options), shape, counts, memory, method, device_name(device), warmup,
+                             runtimes[name]))
+    return reports
 
 
 def parse_arch_options(pairs: Iterable[str]) -> dict:

@@ -52,9 +52,13 @@ def curves_plot(panels: Dict[str, Dict[str, List[Tuple[int, float]]]], path: str
     plt.close(fig)
 
 
-def demo_figure(crops: Sequence[Tuple[str, np.ndarray, Optional[float]]], window: Tuple[int, int, int],
-                points: Sequence[Tuple[str, float, float,
-                                       float]], path: str, psnr_label: str, runtime_label: str) -> None:
+def demo_figure(crops: Sequence[Tuple[str, np.ndarray, Optional[float]]],
+                window: Tuple[int, int, int],
+                points: Sequence[Tuple[str, float, float, float]],
+                path: str,
+                psnr_label: str,
+                runtime_label: str,
+                notes: str = '') -> None:
     """Side-by-side crops with their PSNR above a PSNR / runtime / memory trade-off (``make demo``'s picture).
 
     Args:
@@ -63,6 +67,7 @@ def demo_figure(crops: Sequence[Tuple[str, np.ndarray, Optional[float]]], window
         points: ``(name, runtime_ms, psnr_db, peak_memory_mib)`` per network, as :func:`tradeoff_plot` takes them.
         path: the PNG to write.
         psnr_label, runtime_label: axis titles of the trade-off.
+        notes: text under the picture (what its terms mean).
     """
     top, left, size = window
     fig = plt.figure(figsize=(2.4 * len(crops), 2.6 + 4.2))
@@ -84,6 +89,9 @@ def demo_figure(crops: Sequence[Tuple[str, np.ndarray, Optional[float]]], window
     ax.set_title('marker area: peak memory of one forward', fontsize=8)
     ax.grid(True, alpha=0.3)
     ax.margins(0.25)
-    fig.tight_layout()
+    ax.set_xlim(left=0)  # runtimes on an axis from 0: their ratio reads off the picture
+    if notes:
+        fig.text(0.01, 0.01, notes, fontsize=7, va='bottom')
+    fig.tight_layout(rect=(0, 0.06 if notes else 0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
