@@ -1,6 +1,7 @@
 """AIM 2020 efficiency counting (kdplugins/utils/efficiency.py) against the published figures and hand counts."""
 import cv2
 import json
+import os
 import pytest
 import torch
 import torch.nn.functional as F
@@ -151,3 +152,14 @@ def test_networks_measured_in_turns_keep_their_counts_and_get_one_runtime_per_ro
         assert len(report.runtimes_s) == 4 and report.warmup == 1 and report.network_options == options
     alone = efficiency.measure('small', small, 12, torch.device('cpu'), 3, 0)
     assert alone.counts == reports[0].counts and len(alone.runtimes_s) == 3
+
+
+def test_cpu_memory_probe_prints_nothing(capfd):
+    """The torch profiler's C++ library prints its stages and a failed GPU probe on CPU-only machines; the CPU memory
+    probe keeps file descriptor 2 quiet while it runs (and gives it back afterwards)."""
+    net = build_network({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2})
+    efficiency.peak_memory(net, torch.rand(1, 3, 12, 12))
+    efficiency.peak_memory(net, torch.rand(1, 3, 12, 12))
+    os.write(2, b'fd 2 works again\n')
+    out, err = capfd.readouterr()
+    assert err == 'fd 2 works again\n' and out == ''

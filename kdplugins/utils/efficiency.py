@@ -30,11 +30,13 @@ convolution with input ``x`` costs ``x.numel() * out_channels / groups * prod(ke
 meets every kernel tap of its group's output channels; the reference counter applies the convolution formula to
 transposed convolutions too, which overcounts them by stride^2). A linear layer costs ``y.numel() * in_features``.
 """
+import contextlib
 import copy
 import math
 import os
 import platform
 import statistics
+import sys
 import time
 import torch
 import yaml
@@ -42,7 +44,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.hooks import RemovableHandle
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -165,8 +167,25 @@ def held_tensor_bytes(net: nn.Module, x: torch.Tensor) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: the profiler's C++ library (kineto) prints its stages and, without CUDA, a
+    failed GPU probe ('ERROR ... gpuGetDeviceCount failed') that look like failures and are none. Python exceptions
+    are not affected (they are printed, if at all, after the block)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _cpu_peak_memory(net: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), torch.no_grad(), profile(
+            activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         net(x)
     # The raw allocator records: prof.events() nets them per op, which hides the transient peak inside an op.
     records = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
