@@ -45,6 +45,20 @@ def shared_data(request) -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def basicsr_layout(start: Path, shared: Path) -> Path:
+    """Make ``start`` a folder the repository's option files run from, as a user's would be after
+    ``python -m kdplugins.download`` and the data preparation (docs/datasets.md): ``datasets/<Set>`` and
+    ``experiments/pretrained_models`` are links to the shared data folder's sets and checkpoints. Returns ``start``."""
+    (start / 'datasets').mkdir(parents=True, exist_ok=True)
+    (start / 'experiments').mkdir(parents=True, exist_ok=True)
+    for group in ('val', 'train'):
+        for folder in sorted((shared / group).iterdir()):
+            (start / 'datasets' / folder.name).symlink_to(folder)
+    (start / 'experiments' / 'pretrained_models').symlink_to(shared / 'checkpoints')
+    return start
+
+
 # Real photos for the tests that need some real images: five photos bundled with scikit-image (files in the folder of
 # ``skimage.data``, nothing downloads), cut to the sizes of the five Set5 images (baby 512x512, bird 288x288,
 # butterfly 256x256, head 280x280, woman 344 high x 228 wide) so that sub-image counts, epoch lengths and crop

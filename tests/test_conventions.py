@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from basicsr.archs import build_network
+from conftest import REPO
 
 from kdplugins.distill.recorder import FeatureRecorder
 from kdplugins.losses.csd_loss import CSDContrastiveLoss
@@ -121,3 +123,32 @@ def test_fakd_weight_keeps_the_published_gradient_balance(images):
         ratios[name] = gradient_ratio(distill, pixel, s_net)
     assert ratios['kdplugins'] == pytest.approx(ratios['published'], rel=0.02)
     assert ratios['published'] > 0
+
+
+def _paths(node, key=''):
+    """(key, value) of every dataroot / pretrain path / meta_info file in a parsed option file."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _paths(v, key)
+    elif isinstance(node, str) and (key.startswith(('dataroot', 'pretrain_network', 'meta_info'))):
+        yield key, node
+
+
+def test_option_files_use_basicsrs_folder_layout():
+    """Users have no ../shared: every data and checkpoint path of a shipped option file is relative to the folder the
+    user starts from, under datasets/ or experiments/ as BasicSR's own option files are; no file names ../shared or an
+    absolute path, not even in its comments."""
+    files = sorted((REPO / 'options').rglob('*.yml'))
+    assert len(files) > 40
+    wrong = {}
+    for path in files:
+        text = path.read_text()
+        bad = [f'mentions {word}' for word in ('../shared', '/work/') if word in text]
+        bad += [f'{key}: {value}' for key, value in _paths(yaml.safe_load(text))
+                if not value.startswith(('datasets/', 'experiments/'))]
+        if bad:
+            wrong[str(path.relative_to(REPO))] = bad
+    assert wrong == {}

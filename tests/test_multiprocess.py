@@ -8,7 +8,8 @@ import re
 import subprocess
 import sys
 import torch
-from conftest import REPO, finish, free_port, kd_options, run_module, run_script, save_teacher, start_module, write_yaml
+from conftest import (REPO, basicsr_layout, finish, free_port, kd_options, run_module, run_script, save_teacher,
+                      start_module, write_yaml)
 
 FITNET = [{'type': 'FitNetLoss', 'student_layer': 'body.0', 'teacher_layer': 'body.1', 'loss_weight': 0.1}]
 TOTAL_ITER, HALF = 6, 3  # 18 pairs, 2 ranks x batch 2: 4 iterations per epoch, so the runs cross an epoch boundary
@@ -219,9 +220,7 @@ def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, 
     readme = (REPO / 'README.md').read_text()
     assert f'torchrun --nproc_per_node=8 -m kdplugins.train -opt {yml.relative_to(REPO)} --launcher pytorch' in readme
     assert 'num_worker_per_gpu: 6' in yml.read_text()
-    work = tmp_path / 'work'
-    (work / 'datasets').mkdir(parents=True)
-    (tmp_path / 'shared').symlink_to(shared_data.parent)  # the file's ../shared/data paths, seen from work/
+    work = basicsr_layout(tmp_path / 'work', shared_data)  # the file's datasets/ and experiments/pretrained_models/
     hr = tmp_path / 'hr'
     hr.mkdir()
     for name in ('astronaut.png', 'coffee.png'):  # 512x512 and 288x288: 4 + 4 sub-images of 256x256
