@@ -147,8 +147,10 @@ def test_option_files_use_basicsrs_folder_layout():
     for path in files:
         text = path.read_text()
         bad = [f'mentions {word}' for word in ('../shared', '/work/') if word in text]
-        bad += [f'{key}: {value}' for key, value in _paths(yaml.safe_load(text))
-                if not value.startswith(('datasets/', 'experiments/'))]
+        bad += [
+            f'{key}: {value}' for key, value in _paths(yaml.safe_load(text))
+            if not value.startswith(('datasets/', 'experiments/'))
+        ]
         if bad:
             wrong[str(path.relative_to(REPO))] = bad
     assert wrong == {}
