@@ -367,7 +367,8 @@ def _table_notes(reports: List[EfficiencyReport]) -> List[str]:
         f'Input: one LR image of {shape}. Device: {"; ".join(devices)}.',
         'FLOPs: AIM 2020 counting (conv/linear multiply-accumulates without bias + one op per output element of '
         'activation modules and BatchNorm); #Activations: elements of all conv outputs.',
-        f'Peak memory: {"; ".join(methods)}.', f'Runtime: {"; ".join(repeats)} (torch.no_grad).'
+        f'Peak memory: {"; ".join(methods)}.', f'Runtime: {"; ".join(repeats)} (torch.no_grad)' +
+        ('; one forward of each network per round, in turns.' if len(reports) > 1 else '.')
     ]
 
 
