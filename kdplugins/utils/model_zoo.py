@@ -8,9 +8,12 @@ How the checksums were verified (docs/model_zoo.md says the same):
   ``checkpoints/IMDN_x{2,3,4}.pth`` of github.com/Zheng222/IMDN; the sha256 is then computed from those files.
 - CARN-M: sha256 and size of the shared file; no snapshot of github.com/nmhkahn/CARN could be read here, so that it
   is the official ``checkpoint/carn_m.pth`` is not checked.
-- BasicSR's EDSR releases and torchvision's VGG-19: the file names embed the first 8 hex digits of the sha256
-  (BasicSR's and torchvision's naming rule; torch.hub checks the same prefix). No full sha256 or size was found in a
-  public source, so only that prefix is checked (``sha256`` shorter than 64 digits) and the size is unknown.
+- torchvision's VGG-19: the full sha256 and size as a public project's weight inventory lists them after checking its
+  download; the digest starts with the file name's ``dcbb9e9d`` (torchvision's naming rule) and the size
+  (574673361 bytes) is also the one a torchvision download log in another public notebook prints.
+- BasicSR's EDSR releases: the file names embed the first 8 hex digits of the sha256 (BasicSR's naming rule). No full
+  sha256 or size was found in a public source, so only that prefix is checked (``sha256`` shorter than 64 digits) and
+  the size is unknown.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -69,8 +72,9 @@ ZOO: Tuple[ZooEntry, ...] = (
     _edsr(3, '3660f70d', _paper('AT', 'AugKD', 'CSD', 'FAKD', 'FitNet', 'KD', 'RKD', arch='EDSR', scale=3)),
     _edsr(4, '76ee1c8f', ('options/train/CSD/train_CSD_EDSR_x4.yml', 'options/train/CSD/train_JT_EDSR_x4.yml') +
           _paper('AT', 'AugKD', 'CSD', 'FAKD', 'FitNet', 'JT', 'KD', 'RKD', arch='EDSR', scale=4)),
-    ZooEntry('VGG19', 'vgg19-dcbb9e9d.pth', ('https://download.pytorch.org/models/vgg19-dcbb9e9d.pth', ), 'dcbb9e9d',
-             None, 'BSD-3-Clause (torchvision; ImageNet-trained)', ('the CSD loss (kdplugins/losses/csd_loss.py)', )),
+    ZooEntry('VGG19', 'vgg19-dcbb9e9d.pth', ('https://download.pytorch.org/models/vgg19-dcbb9e9d.pth', ),
+             'dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44', 574673361,
+             'BSD-3-Clause (torchvision; ImageNet-trained)', ('the CSD loss (kdplugins/losses/csd_loss.py)', )),
 )
 
 BY_NAME: Dict[str, ZooEntry] = {entry.name: entry for entry in ZOO}
