@@ -64,7 +64,8 @@ def load_vgg_weights(features: nn.Sequential, path: Optional[str]) -> str:
     if found is None:
         raise FileNotFoundError(
             f'CSDContrastiveLoss needs the ImageNet VGG-19 weights of torchvision ({VGG19_FILE}), not found at '
-            f'{" or ".join(candidates)}. Download it (https://download.pytorch.org/models/{VGG19_FILE}) on a machine '
+            f'{" or ".join(candidates)}. Fetch it with python -m kdplugins.download VGG19 (into experiments/'
+            f'pretrained_models) or download https://download.pytorch.org/models/{VGG19_FILE} on a machine '
             'with network access and set vgg_weights: /path/to/vgg19.pth in the loss options (or copy it to the '
             'first place above). Only for tests or demos, vgg_weights: random uses randomly initialized VGG '
             'weights (not the paper\'s loss).')

@@ -13,6 +13,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from kdplugins.runtime.option_schema import option_problems
 from kdplugins.utils.errors import ConfigurationError
+from kdplugins.utils.model_zoo import zoo_hint
 
 
 class OptionError(ConfigurationError, ValueError):
@@ -110,7 +111,7 @@ def readable_data_problems(option: str, root: str, is_lmdb: bool) -> List[str]:
 def pretrained_path_problems(opt: dict) -> List[str]:
     return [
         f'path.{key}: checkpoint file not found: {value!r} (relative paths are resolved from {os.getcwd()!r}). '
-        f'Set path.{key} to an existing .pth file.' for key, value in (opt.get('path') or {}).items()
+        f'Set path.{key} to an existing .pth file.' + zoo_hint(value) for key, value in (opt.get('path') or {}).items()
         if key.startswith('pretrain_network_') and value and not os.path.isfile(value)
     ]
 

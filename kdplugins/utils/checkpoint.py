@@ -5,6 +5,7 @@ from torch import nn
 from typing import Dict, Optional, Tuple
 
 from kdplugins.utils.errors import ConfigurationError
+from kdplugins.utils.model_zoo import zoo_hint
 
 
 class CheckpointMismatchError(ConfigurationError, ValueError):
@@ -46,7 +47,7 @@ def read_state_dict(path: str,
     """
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f'{option}: checkpoint file not found: {path!r}. Set {option} to an existing .pth '
-                                'file (relative paths are resolved from the current directory).')
+                                'file (relative paths are resolved from the current directory).' + zoo_hint(path))
     try:
         loaded = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # noqa: B902  (torch raises RuntimeError, UnpicklingError, EOFError, ...)
