@@ -24,7 +24,7 @@ setup(
     entry_points={
         'console_scripts': [
             'kd-train=kdplugins.train:main', 'kd-test=kdplugins.test:main', 'kd-export=kdplugins.export:command_line',
-            'kd-infer=kdplugins.infer:command_line'
+            'kd-infer=kdplugins.infer:command_line', 'kd-download=kdplugins.download:command_line'
         ]
     },
 )
