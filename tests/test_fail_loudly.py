@@ -113,6 +113,46 @@ def test_kd_test_refuses_a_network_without_trained_weights(tmp_path, tiny_lmdbs,
     assert not (tmp_path / 'results').exists()
 
 
+@pytest.mark.parametrize(
+    'change, expected', [
+        (lambda o: o['val'].update(save_img=True), 'val.suffix: missing; a test run that saves images'),
+        (lambda o: o.pop('val'), 'val: missing; a test run reads val.save_img'),
+        (lambda o: o['val'].pop('save_img'), 'val.save_img: missing; basicsr reads it without a default.'),
+        (lambda o: o.pop('scale'), 'scale: missing; basicsr gives it to every paired dataset'),
+        (lambda o: o['datasets']['val'].pop('io_backend'), 'datasets.val.io_backend: missing; basicsr reads it'),
+    ],
+    ids=['suffix', 'val', 'save-img', 'scale', 'io-backend'])
+def test_a_test_run_names_the_keys_basicsr_reads_without_a_default(tmp_path, tiny_lmdbs, teacher_path, change,
+                                                                   expected):
+    """Before: ``kd-test`` with ``save_img: true`` and no ``val.suffix`` wrote nothing and ended in a bare
+    ``KeyError: 'suffix'`` inside basicsr's validation, after the network was built."""
+    opt = kd_options(tiny_lmdbs, teacher_path, name='tested')
+    opt['path']['pretrain_network_g'] = str(teacher_path)
+    change(opt)
+    result = run_module(
+        'kdplugins.test', '-opt', str(write_yaml(tmp_path / 'test.yml', opt)), cwd=tmp_path, check=False)
+    assert result.returncode != 0 and expected in result.stderr, result.stderr[-3000:]
+    assert 'KeyError' not in result.stderr and not (tmp_path / 'results').exists()
+
+
+@pytest.mark.parametrize(
+    'change, expected', [
+        (lambda o: o.pop('name'), 'name: missing; basicsr reads it first, without a default.'),
+        (lambda o: o.update(datasets=[1]), 'datasets: [1] is a list; basicsr needs a block of options there.'),
+        (lambda o: o['datasets'].update(val='Set5'), "datasets.val: 'Set5' is not a block of dataset options"),
+        (lambda o: o.update(num_gpu=[0]), 'num_gpu: [0] is a list; basicsr needs a number or auto there.'),
+    ],
+    ids=['name', 'datasets', 'dataset', 'num-gpu'])
+def test_keys_basicsr_parses_first_are_checked_in_the_option_file(tmp_path, tiny_lmdbs, teacher_path, change, expected):
+    """Before: a ``KeyError: 'name'`` or ``AttributeError`` from basicsr's ``parse_options``, with no option named."""
+    opt = kd_options(tiny_lmdbs, teacher_path, name='parsed')
+    change(opt)
+    result = run_module(
+        'kdplugins.train', '-opt', str(write_yaml(tmp_path / 'parsed.yml', opt)), cwd=tmp_path, check=False)
+    assert result.returncode != 0 and expected in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / 'experiments').exists()
+
+
 @pytest.mark.shared_data('the real RFDN x4 checkpoint (checkpoints/RFDN_AIM_x4.pth) and Set5 with its bundled x4 LR')
 def test_a_teacher_below_bicubic_stops_the_run_with_the_likely_causes(tmp_path, shared_data):
     """The real RFDN x4 with its value range scaled twice (``teacher_img_range: 255`` on an arch that already scales):

@@ -4,8 +4,12 @@ created or overwritten, naming the input and the fix; the command line prints su
 import hashlib
 import os
 import pytest
+import sys
 import yaml
 from conftest import TEACHER_NET, kd_options, run_module, save_teacher, write_yaml
+
+from kdplugins.runtime.option_checks import OptionError
+from kdplugins.utils.errors import exit_on_configuration_error
 
 
 @pytest.fixture(scope='module')
@@ -123,8 +127,28 @@ def test_the_command_line_prints_a_configuration_error_without_a_traceback(tmp_p
         separate_process=True)
     assert result.returncode == 2
     assert result.stderr.strip().endswith('val.val_freq: 0 is below 1 (basicsr takes the iteration modulo it (0: '
-                                          'ZeroDivisionError after the first iteration)). Use a value of at least 1.')
+                                          'ZeroDivisionError after the first iteration)). Use a value of at least 1.'
+                                          '\n(--traceback shows where it was raised)')
     assert 'Traceback' not in result.stderr and 'kd-train: error: val.val_freq' in result.stderr
+
+
+@pytest.mark.parametrize('flag', [False, True], ids=['message', 'traceback'])
+def test_traceback_flag_lets_a_configuration_error_through(monkeypatch, capsys, flag):
+    """``--traceback`` anywhere on the command line: the error with its traceback (taken out of ``sys.argv`` first, so
+    that the command's own parser never sees it); without it: the message alone and exit code 2."""
+    monkeypatch.setattr(sys, 'argv', ['kd-train', '-opt', 'x.yml'] + (['--traceback'] if flag else []))
+    seen = []
+    with pytest.raises(OptionError if flag else SystemExit) as raised:
+        with exit_on_configuration_error('kd-train'):
+            seen.append(list(sys.argv))
+            raise OptionError('train.total_iter: missing.')
+    assert seen == [['kd-train', '-opt', 'x.yml']]
+    if flag:
+        assert str(raised.value) == 'train.total_iter: missing.' and capsys.readouterr().err == ''
+    else:
+        assert raised.value.code == 2
+        assert capsys.readouterr().err == ('kd-train: error: train.total_iter: missing.\n'
+                                           '(--traceback shows where it was raised)\n')
 
 
 def test_without_a_validation_set_the_teacher_is_checked_on_training_crops(tmp_path, tiny_lmdbs, teacher_path):

@@ -10,7 +10,7 @@ from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
 from typing import List, Optional, Sequence, Tuple
 
 from kdplugins.runtime.option_checks import OptionError
-from kdplugins.runtime.option_schema import number_problems
+from kdplugins.runtime.option_schema import number_problems, parse_problems
 
 MERGE_TAG = 'tag:yaml.org,2002:merge'
 
@@ -106,7 +106,7 @@ def check_option_file(argv: Sequence[str]) -> None:
         if not isinstance(opt, dict):
             problems = [f'{path}: an option file is a mapping of options (name:, model_type:, ...), got {opt!r}.']
         else:
-            problems = apply_force_yml(opt, force_yml) + number_problems(opt)
+            problems = apply_force_yml(opt, force_yml) + parse_problems(opt) + number_problems(opt)
     if len(problems) == 1:
         raise OptionError(problems[0])
     if problems:

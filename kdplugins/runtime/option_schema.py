@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from kdplugins.distill.teacher import img_range_option, teacher_networks
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_NUMBERS, BASICSR_PAIRED_DATASET,
-                                             BASICSR_PATH_FIXED, BASICSR_PATH_PREFIXES, BASICSR_REQUIRED,
-                                             BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
+                                             BASICSR_PARSED_FIRST, BASICSR_PATH_FIXED, BASICSR_PATH_PREFIXES,
+                                             BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
 from kdplugins.utils.declared_options import (MISSING, block_problems, close_names, nested_value, number_text_hint,
                                               signature_block, type_problem, unknown_keys)
 
@@ -164,18 +164,56 @@ def missing_keys(given: Mapping, required: Iterable[str], where: str) -> List[st
 
 
 def check_required(opt: dict) -> List[str]:
-    """Keys basicsr reads without a default, in a training run (where the sections exist)."""
-    if not opt.get('is_train', True):
-        return []
+    """Keys basicsr reads without a default where their sections exist: a training run's, a test run's
+    (``val.save_img``; ``val.suffix`` when it saves images) and every paired dataset's (``scale`` included)."""
+    is_train = opt.get('is_train', True)
     problems = []
-    for section in ('val', 'logger', 'train'):
+    for section in ('val', 'logger', 'train') if is_train else ():
         if isinstance(opt.get(section), Mapping):
             problems += missing_keys(opt[section], BASICSR_REQUIRED[section], section)
+    if not is_train:
+        val = opt.get('val')
+        if not isinstance(val, Mapping):
+            problems.append('val: missing; a test run reads val.save_img, and val.metrics to score. Add e.g. '
+                            'val: {save_img: false, metrics: {psnr: {type: calculate_psnr, crop_border: 4}}}.')
+        else:
+            problems += missing_keys(val, BASICSR_REQUIRED['val.test'], 'val')
+            if val.get('save_img') and 'suffix' not in val:
+                problems.append('val.suffix: missing; a test run that saves images (val.save_img: true) reads it to '
+                                'name the files (<image>_<suffix>.png, or <image>_<name>.png for suffix: ~). '
+                                'Add val.suffix: ~ or a word.')
+    paired = False
     for phase, dataset_opt in (opt.get('datasets') or {}).items():
         kind = 'train' if phase == 'train' else 'val'
         problems += missing_keys(dataset_opt, BASICSR_REQUIRED[f'datasets.{kind}'], f'datasets.{phase}')
-        if kind == 'train' and dataset_opt.get('type') in PAIRED_DATASET_TYPES:
-            problems += missing_keys(dataset_opt, BASICSR_REQUIRED['datasets.train.paired'], f'datasets.{phase}')
+        if dataset_opt.get('type') in PAIRED_DATASET_TYPES:
+            paired = True
+            problems += missing_keys(dataset_opt, BASICSR_REQUIRED['datasets.paired'], f'datasets.{phase}')
+            if kind == 'train':
+                problems += missing_keys(dataset_opt, BASICSR_REQUIRED['datasets.train.paired'], f'datasets.{phase}')
+    if paired and 'scale' not in opt:
+        problems.append('scale: missing; basicsr gives it to every paired dataset, which crops with it. Add e.g. '
+                        'scale: 4.')
+    return problems
+
+
+def parse_problems(opt: Mapping) -> List[str]:
+    """The keys basicsr's ``parse_options`` reads before anything else
+    (:data:`~kdplugins.utils.basicsr_options.BASICSR_PARSED_FIRST`): missing, or of a kind it cannot use."""
+    problems = []
+    for key, kind in BASICSR_PARSED_FIRST.items():
+        if key not in opt:
+            problems.append(f'{key}: missing; basicsr reads it first, without a default. Add it (see any option '
+                            'file under options/).')
+        elif not isinstance(opt[key], kind):
+            problems.append(
+                f'{key}: {opt[key]!r} is a {type(opt[key]).__name__}; basicsr needs '
+                f'{"a block of options" if kind is dict else "a text" if kind is str else "a number or auto"} '
+                'there.')
+    for phase, dataset_opt in (opt.get('datasets') or {}).items() if isinstance(opt.get('datasets'), dict) else ():
+        if not isinstance(dataset_opt, dict):
+            problems.append(f'datasets.{phase}: {dataset_opt!r} is not a block of dataset options (name:, type:, '
+                            'dataroot_gt:, ...).')
     return problems
 
 

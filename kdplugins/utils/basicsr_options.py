@@ -33,12 +33,16 @@ SR_TRAIN_OPTIONS: Dict[str, object] = {
 # keys basicsr reads with ``opt[key]`` (a KeyError, often thousands of iterations in, when missing)
 BASICSR_REQUIRED = {
     'val': ('val_freq', 'save_img'),
+    'val.test': ('save_img', ),  # the test run (basicsr/test.py)
     'logger': ('print_freq', 'save_checkpoint_freq'),
     'train': ('total_iter', 'optim_g'),
     'datasets.train': ('name', 'type', 'batch_size_per_gpu', 'num_worker_per_gpu'),
-    'datasets.train.paired': ('dataroot_gt', 'dataroot_lq', 'io_backend', 'gt_size', 'use_hflip', 'use_rot'),
+    'datasets.train.paired': ('gt_size', 'use_hflip', 'use_rot'),
     'datasets.val': ('name', 'type'),
+    'datasets.paired': ('dataroot_gt', 'dataroot_lq', 'io_backend'),  # every phase (paired_image_dataset.py)
 }
+# what ``parse_options`` (basicsr/utils/options.py) reads before anything else, and the kind of value it needs there
+BASICSR_PARSED_FIRST = {'name': str, 'num_gpu': (int, str), 'datasets': dict, 'path': dict}
 # The numbers basicsr 1.4.2 computes with, by option path (``*`` matches any key at that level, ``optim_*`` any key
 # starting so): (kind, smallest, largest, why the bound). Kinds: ``count`` an integer (an integral float, as
 # basicsr's own files write ``!!float 5e3``, counts), ``number`` an int or a float, ``counts`` / ``numbers`` a list
