@@ -7,8 +7,10 @@ import pytest
 import re
 import torch
 from conftest import build, kd_options, run_module, save_teacher, train_batches, write_yaml
+from torch import nn
 
-from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision
+from kdplugins.distill.speed import (DTYPES, SLIMMABLE_COMPILE_VERIFIED, SPEED_OPTIONS, CompileError, MixedPrecision,
+                                     compile_in_place)
 from kdplugins.utils.declared_options import read_block
 
 FITNET = [{'type': 'FitNetLoss', 'student_layer': 'body.0', 'teacher_layer': 'body.1', 'loss_weight': 0.1}]
@@ -153,8 +155,14 @@ def test_compiled_student_and_teacher_record_the_same_features_as_eager(tmp_path
 
 def test_compiled_slimmable_student_runs_both_widths(tmp_path, monkeypatch, tiny_lmdbs):
     """CSD with a compiled network: the student (width 0.5) and teacher (width 1.0) passes of one step, each width
-    compiled once, equal eager's; the model's test() at the student's width too."""
+    compiled once, equal eager's; the model's test() at the student's width too. On torch 2.3.1 this failed (the
+    teacher pass returned the student's output): below the verified version the option is refused."""
     from test_csd import csd_options
+    if torch.__version__ < SLIMMABLE_COMPILE_VERIFIED:  # the oldest supported torch: refused, not trained wrong
+        speed = {'compile': ['student'], 'compile_backend': 'aot_eager'}
+        with pytest.raises(CompileError, match='compiles one width.s graph for all of them'):
+            build(tmp_path, monkeypatch, csd_options(tiny_lmdbs, train_opt={'speed': speed}))
+        return
     results = {}
     for name, speed in (('eager', {}), ('compiled', {'compile': ['student'], 'compile_backend': 'aot_eager'})):
         (tmp_path / name).mkdir()
@@ -181,3 +189,23 @@ def test_speed_presets_combine_and_an_unknown_one_names_the_known_ones():
     assert read_block(speed_preset('compile'), SPEED_OPTIONS, 'train.speed')['compile'] == ['student', 'teacher']
     with pytest.raises(ValueError, match=r"Unknown speed setting 'bf17'; known: channels_last, bf16, .* \(join with"):
         speed_preset('channels_last+bf17')
+
+
+def test_compiling_a_slimmable_network_is_refused_below_the_verified_torch(monkeypatch):
+    """The guard itself, on any torch: a slimmable arch is refused under an older version, a plain arch compiles."""
+    from basicsr.archs import build_network
+    from torch.torch_version import TorchVersion
+    monkeypatch.setattr(torch, '__version__', TorchVersion('2.3.1'))
+    slim = build_network({
+        'type': 'SlimEDSR',
+        'num_in_ch': 3,
+        'num_out_ch': 3,
+        'num_feat': 8,
+        'num_block': 1,
+        'upscale': 2
+    })
+    with pytest.raises(CompileError, match=r'torch 2\.3\.1 compiles one width.s graph .* torch >= 2\.14'):
+        compile_in_place(slim, 'aot_eager')
+    plain = nn.Conv2d(3, 3, 3)
+    compile_in_place(plain, 'aot_eager')
+    assert plain._compiled_call_impl is not None and slim._compiled_call_impl is None

@@ -17,14 +17,19 @@ docs/training.md "Faster steps"; the benchmarks: :mod:`kdplugins.experiments.spe
 * ``compile``: ``[student]``, ``[teacher]`` or both: ``torch.compile`` of these networks in place
   (``nn.Module.compile``: checkpoints keep their keys, DDP wraps the compiled student, feature taps are traced with
   the forward), with ``compile_backend`` (``inductor``; ``aot_eager`` compiles in seconds and is what the tests use).
-  New input shapes (AugKD's zoom-out, validation images) and CSD's widths compile once more each.
+  New input shapes (AugKD's zoom-out, validation images) and CSD's widths compile once more each. A slimmable
+  network (CSD) is compiled only on torch >= :data:`SLIMMABLE_COMPILE_VERIFIED`: torch 2.3.1 reused the graph of
+  the first width for the other (the teacher pass returned the student's output, l_csd 0), measured by
+  ``tests/test_speed.py::test_compiled_slimmable_student_runs_both_widths``; the versions between are not verified.
 """
 import contextlib
 import torch
 from torch import nn
 from typing import Iterable, Optional
 
+from kdplugins.archs.slimmable import SlimmableMixin
 from kdplugins.utils.declared_options import Option
+from kdplugins.utils.errors import ConfigurationError
 
 COMPILABLE = ('student', 'teacher')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -36,9 +41,20 @@ SPEED_OPTIONS = {
     'compile_backend': Option('inductor', help='torch.compile backend'),
 }
 
+SLIMMABLE_COMPILE_VERIFIED = '2.14'
+
+
+class CompileError(ConfigurationError, ValueError):
+    """``train.speed.compile`` asks for a compilation this torch gets wrong."""
+
 
 def compile_in_place(module: nn.Module, backend: str) -> None:
     """``torch.compile`` of ``module``'s calls, the module and its state_dict unchanged (``nn.Module.compile``)."""
+    if isinstance(module, SlimmableMixin) and torch.__version__ < SLIMMABLE_COMPILE_VERIFIED:
+        raise CompileError(
+            f'train.speed.compile: {type(module).__name__} runs at several widths, and torch {torch.__version__} '
+            'compiles one width\'s graph for all of them (the teacher pass would return the student\'s output). '
+            f'Use torch >= {SLIMMABLE_COMPILE_VERIFIED}, or leave this network out of train.speed.compile.')
     module.compile(backend=backend)
 
 

@@ -190,7 +190,8 @@ def _cpu_peak_memory(net: nn.Module, x: torch.Tensor) -> int:
     # The raw allocator records: prof.events() nets them per op, which hides the transient peak inside an op.
     records = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
     running = peak = 0
-    for record in sorted(records, key=lambda e: e.start_ns()):
+    # torch 2.3's kineto events have start_us() only (microseconds; the sort is stable for equal times)
+    for record in sorted(records, key=lambda e: e.start_ns() if hasattr(e, 'start_ns') else e.start_us() * 1000):
         running += record.nbytes()
         peak = max(peak, running)
     return held_tensor_bytes(net, x) + peak
