@@ -12,6 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from conftest import TEACHER_NET, build, kd_options, run_module, save_teacher, train_batches, write_yaml
 from torch import nn
 
+from kdplugins.distill.multi_teacher import MultiTeacherError
 from kdplugins.runtime.option_checks import OptionError, check_options
 from kdplugins.runtime.resume import check_resume
 
@@ -71,6 +72,83 @@ def test_two_teachers_are_built_frozen_and_distilled_towards_their_mean(tmp_path
     assert torch.equal(model.teacher_forward(model.lq), mean)
     model.optimize_parameters(1)
     assert torch.equal(model.teacher_forward(model.lq), mean)  # a training step changed no teacher
+
+
+def three_teacher_options(lmdbs, teachers, name='three', **multi_teacher) -> dict:
+    """Three teachers of three archs: the tiny EDSR-like and MSRResNet in [0, 1], bicubic declared in [0, 255] (its
+    checkpoint with DataParallel's 'module.' prefix)."""
+    opt = two_teacher_options(lmdbs, teachers, name=name)
+    opt['network_t_bicubic'] = {'type': 'BicubicUpscaler', 'upscale': 2}
+    opt['path']['pretrain_network_t_bicubic'] = str(teachers['bicubic'])
+    opt['train']['teacher_img_range_bicubic'] = 255
+    opt['train']['multi_teacher'] = multi_teacher
+    return opt
+
+
+def reference_outputs(teachers, lq) -> list:
+    """The three teachers' outputs computed directly: own networks, own checkpoints, bicubic in [0, 255]."""
+    outputs = []
+    for net_opt, path in ((TEACHER_NET, teachers['first']), (SECOND, teachers['second'])):
+        reference = build_network(dict(net_opt))
+        reference.load_state_dict(torch.load(path)['params'])
+        outputs.append(reference.eval()(lq).detach().double())
+    outputs.append(F.interpolate(lq * 255, scale_factor=2, mode='bicubic', align_corners=False).double() / 255)
+    return outputs
+
+
+def test_fixed_and_error_weighted_targets_equal_a_direct_computation(tmp_path, monkeypatch, tiny_lmdbs, teachers):
+    """``combine: fixed``: sum_i w_i T_i with weights normalised to 1; ``combine: error``: per pixel
+    softmax_i(-mean_c|T_i - HR| / temperature); written out here in float64 with exp, not softmax."""
+    targets = {}
+    for combine, extra in (('fixed', {
+            'weights': {
+                'network_t': 1,
+                'network_t_2': 2,
+                'network_t_bicubic': 1
+            }
+    }), ('error', {
+            'temperature': 0.05
+    })):
+        (tmp_path / combine).mkdir()
+        model, parsed = build(tmp_path / combine, monkeypatch,
+                              three_teacher_options(tiny_lmdbs, teachers, combine=combine, **extra))
+        assert list(model.teachers) == ['network_t', 'network_t_2', 'network_t_bicubic']
+        model.feed_data(train_batches(parsed, 1)[0])
+        targets[combine] = model.teacher_forward(model.lq, model.gt).double()
+        with torch.no_grad():
+            outputs = reference_outputs(teachers, model.lq)
+        hr = model.gt.double()
+    fixed = 0.25 * outputs[0] + 0.5 * outputs[1] + 0.25 * outputs[2]
+    assert torch.allclose(targets['fixed'], fixed, rtol=0, atol=1e-6)
+    exps = [torch.exp(-(out - hr).abs().mean(dim=1, keepdim=True) / 0.05) for out in outputs]
+    error = sum(e * out for e, out in zip(exps, outputs)) / sum(exps)
+    assert torch.allclose(targets['error'], error, rtol=0, atol=1e-6)
+    assert not torch.allclose(targets['error'], sum(outputs) / 3, rtol=0, atol=1e-4)  # the weights matter here
+
+
+WRONG_WEIGHTS = {
+    'teachers': (dict(combine='fixed', weights=dict(network_t=1, network_t_3=1)),
+                 'one weight per teacher section (network_t, network_t_2, network_t_bicubic): missing network_t_2, '
+                 'network_t_bicubic; no teacher section network_t_3.'),
+    'zero': (dict(combine='fixed', weights=dict(network_t=0, network_t_2=0, network_t_bicubic=0)), 'weights are all 0'),
+    'not-fixed': (dict(combine='mean', weights=dict(network_t=1)), 'apply to combine: fixed only'),
+}
+
+
+@pytest.mark.parametrize('multi_teacher, expected', list(WRONG_WEIGHTS.values()), ids=list(WRONG_WEIGHTS))
+def test_multi_teacher_weights_must_name_every_teacher(tmp_path, monkeypatch, tiny_lmdbs, teachers, multi_teacher,
+                                                       expected):
+    with pytest.raises(MultiTeacherError) as error:
+        build(tmp_path, monkeypatch, three_teacher_options(tiny_lmdbs, teachers, **multi_teacher))
+    assert expected in str(error.value)
+
+
+def test_augkd_refuses_error_weighted_teachers(tmp_path, monkeypatch, tiny_lmdbs, teachers):
+    """AugKD's zoom-in crops have no HR at the output size: refused at build, before the first step."""
+    opt = three_teacher_options(tiny_lmdbs, teachers, combine='error')
+    opt['model_type'] = 'AugKDModel'
+    with pytest.raises(MultiTeacherError, match="AugKD's auxiliary samples .* have no HR"):
+        build(tmp_path, monkeypatch, opt)
 
 
 def test_resume_points_only_the_saved_networks_at_the_checkpoint(tiny_lmdbs, teachers):

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from typing import Optional
 
 from kdplugins.distill.invertible_augment import OPERATIONS, InvertibleAugment
+from kdplugins.distill.multi_teacher import MultiTeacherError
 from kdplugins.distill.zoom import crop_origins, zoom_in, zoom_out
 from kdplugins.models.kd_model import KDModel
 from kdplugins.utils.declared_options import Option, read_block
@@ -80,6 +81,11 @@ class AugKDModel(KDModel):
         self.cri_augkd = build_loss(dict(augkd_opt)).to(self.device)
         self._zoom_out_warned = False
         super().setup_method()
+        if self.multi_teacher['combine'] == 'error':
+            raise MultiTeacherError(
+                "train.multi_teacher.combine: error weighs teachers by their error against HR, but AugKD's auxiliary "
+                'samples (zoom-in crops of HR, the zoom-out sample) have no HR at the output size. Use combine: mean '
+                'or fixed with AugKDModel, or KDModel for combine: error.')
         self.check_zoom_out_size()
 
     def augkd_options(self) -> dict:

@@ -89,7 +89,7 @@ class CrossKDModel(KDModel):
         with self.student_taps.recording() as student_features, self.split_taps.recording() as split:
             self.output = self.net_g(self.lq)
         with self.teacher_taps.recording() as teacher_features:
-            teacher_output = self.teacher_forward(self.lq)
+            teacher_output = self.teacher_forward(self.lq, self.gt)
         losses = self.reconstruction_terms(teacher_output)
         losses.update(self.feature_loss_terms(student_features, teacher_features))
         student_split = split[self.crosskd['student_layer']]

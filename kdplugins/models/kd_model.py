@@ -7,8 +7,10 @@ from torch import nn
 from typing import Dict, List, Optional, Tuple
 
 from kdplugins.distill import loss_inputs
+from kdplugins.distill.multi_teacher import MULTI_TEACHER_OPTIONS, combine_outputs, normalised_weights
 from kdplugins.distill.recorder import FeatureRecorder
 from kdplugins.models.distill_model import DistillModel
+from kdplugins.utils.declared_options import read_block
 from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 
@@ -25,7 +27,9 @@ class KDModel(DistillModel):
     Options (besides :class:`~kdplugins.models.distill_model.DistillModel`'s):
         network_t, path.pretrain_network_t / param_key_t / strict_load_t / strip_prefix_t: the teacher.
         network_t_<name>, path.pretrain_network_t_<name> / ...: further teachers (:mod:`kdplugins.distill.teacher`);
-            ``kd_opt`` then distils towards the mean of all teachers' outputs. Feature losses tap ``network_t``.
+            ``kd_opt`` then distils towards their combination (``train.multi_teacher``: the mean, fixed weights or
+            per-pixel weights from each teacher's error against HR; :mod:`kdplugins.distill.multi_teacher`).
+            Feature losses tap ``network_t``.
         train.kd_opt: a loss between student and teacher outputs, e.g. ``{type: L1Loss, loss_weight: 1}``.
         train.feature_losses: list of ``{type, student_layer, teacher_layer, ...}``; the loss receives the two
             features recorded in the step's forwards (:class:`~kdplugins.distill.recorder.FeatureRecorder`) and the
@@ -39,11 +43,15 @@ class KDModel(DistillModel):
         **DistillModel.TRAIN_OPTIONS,
         **DistillModel.TEACHER_TRAIN_OPTIONS, 'kd_opt': None,
         'feature_losses': None,
-        'probe_size': 32
+        'probe_size': 32,
+        'multi_teacher': MULTI_TEACHER_OPTIONS
     }
 
     def setup_method(self) -> None:
         train_opt = self.opt['train']
+        self.multi_teacher = read_block(train_opt.get('multi_teacher'), MULTI_TEACHER_OPTIONS, 'train.multi_teacher')
+        self.teacher_weights = normalised_weights(self.multi_teacher['combine'], self.multi_teacher['weights'],
+                                                  list(self.teachers))
         self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device) if train_opt.get('kd_opt') else None
         self.setup_feature_losses(list(train_opt.get('feature_losses') or []))
         if self.cri_pix is None and self.cri_kd is None and not self.feature_loss_opts:
@@ -120,22 +128,19 @@ class KDModel(DistillModel):
 
     # ----------------------------------------------------------------------------------------------------------
     # training step
-    def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
+    def teacher_forward(self, lq: torch.Tensor, hr: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The target of ``kd_opt`` for ``lq`` (no autograd, eval mode, [0, 1] range): the output of ``network_t``;
-        with further teachers ``network_t_<name>``, the mean of every teacher's output."""
-        output = self.net_t(lq)
-        if len(self.teachers) == 1:
-            return output
-        for network, teacher in self.teachers.items():
-            if network != 'network_t':
-                output = output + teacher(lq)
-        return output / len(self.teachers)
+        with further teachers ``network_t_<name>``, their combination (``train.multi_teacher``; ``hr``: the HR of
+        ``lq``, which ``combine: error`` needs)."""
+        outputs = {network: teacher(lq) for network, teacher in self.teachers.items()}
+        return combine_outputs(outputs, self.multi_teacher['combine'], self.teacher_weights,
+                               self.multi_teacher['temperature'], hr)
 
     def compute_losses(self, current_iter: int) -> 'OrderedDict[str, torch.Tensor]':
         with self.student_taps.recording() as student_features:
             self.output = self.net_g(self.lq)
         with self.teacher_taps.recording() as teacher_features:
-            teacher_output = self.teacher_forward(self.lq)
+            teacher_output = self.teacher_forward(self.lq, self.gt)
         losses = self.reconstruction_terms(teacher_output)
         losses.update(self.feature_loss_terms(student_features, teacher_features))
         return losses
