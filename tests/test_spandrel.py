@@ -172,10 +172,10 @@ def test_support_table_script(tmp_path):
     (tmp_path / 'again.yml').write_text(yaml.safe_dump({'network_g': UNKNOWN['EDSR']}))
     done = run_script('scripts/spandrel_support.py', '--options', str(tmp_path))
     lines = done.stdout.splitlines()
-    assert '| EDSR | network_g | 1 | refused | UnsupportedModelError | - | - |' in lines
+    assert '| EDSR | network_g | 1 | no | none (UnsupportedModelError) | - | - | - |' in lines
     rcan = next(line for line in lines if line.startswith('| RCAN |'))
-    assert rcan.startswith('| RCAN | network_t | 1 | yes | RCAN | x3: yes | ')
+    assert rcan.startswith(f'| RCAN | network_t | 1 | yes | RCAN | {spandrel_layout.RCAN_KEYS} | x3: yes | ')
     assert 0 < float(rcan.split('|')[-2]) <= 1e-6
-    assert any(
-        line.startswith('| RRDBNet | BasicSR arch, no option file | 1 | yes | ESRGAN | x4: yes | 0 |')
-        for line in lines)
+    rrdbnet = next(line for line in lines if line.startswith('| RRDBNet |'))
+    assert rrdbnet.startswith('| RRDBNet | BasicSR arch, no option file | 1 | yes | ESRGAN | BasicSR')
+    assert rrdbnet.endswith(' | x4: yes | 0 |')

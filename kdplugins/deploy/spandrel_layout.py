@@ -157,13 +157,15 @@ class Layout:
     arch: str  # spandrel's architecture id
     convert: Callable[[StateDict, dict], StateDict]  # (state_dict, effective options) -> spandrel's state_dict
     problems: Callable[[dict], List[str]]  # options spandrel cannot express or would read differently
+    keys: str  # the key layout written, in words (docs/deploy.md's table)
 
 
+RCAN_KEYS = 'renamed to EDSR-PyTorch\'s head/body/tail, plus sub_mean/add_mean'
 LAYOUTS = {
-    'RCAN': Layout('RCAN', rcan_state_dict, rcan_problems),
-    'SlimRCAN': Layout('RCAN', rcan_state_dict, rcan_problems),
-    'SwinIR': Layout('SwinIR', same_keys, swinir_problems),
-    'RRDBNet': Layout('ESRGAN', same_keys, rrdbnet_problems),
+    'RCAN': Layout('RCAN', rcan_state_dict, rcan_problems, RCAN_KEYS),
+    'SlimRCAN': Layout('RCAN', rcan_state_dict, rcan_problems, RCAN_KEYS),
+    'SwinIR': Layout('SwinIR', same_keys, swinir_problems, 'BasicSR\'s, as they are'),
+    'RRDBNet': Layout('ESRGAN', same_keys, rrdbnet_problems, 'BasicSR\'s, as they are (spandrel converts them)'),
 }
 INSTEAD = ('use --format onnx (chaiNNer opens ONNX files), torchscript or safetensors instead')
 

@@ -105,19 +105,22 @@ def markdown_table(rows: List[Dict[str, object]]) -> str:
     for row in rows:
         by_type.setdefault(row['type'], []).append(row)
     lines = [
-        '| arch | used as | networks | spandrel loads it | spandrel arch | scale read right | max abs difference |',
-        '|---|---|---|---|---|---|---|'
+        '| arch | used as | networks | spandrel loads it | spandrel arch | keys written | scale read right | '
+        'max abs difference |', '|---|---|---|---|---|---|---|---|'
     ]
     for kind, group in by_type.items():
         used = sorted(set().union(*(row['used_as'] for row in group)))
         loaded = [row for row in group if 'refused' not in row and 'max_abs_difference' in row]
-        verdicts = sorted({row['spandrel'] for row in group})
+        verdicts = sorted(
+            {row['spandrel'] if 'spandrel_scale' in row else f'none ({row["spandrel"]})'
+             for row in group})
         scales = ' '.join(f'x{scale}' for scale in sorted({row['scale'] for row in loaded}))
         if loaded:
             scales += ': ' + ('yes' if all(row['spandrel_scale'] == row['scale'] for row in loaded) else 'no')
         worst = max((row['max_abs_difference'] for row in loaded), default=None)
         misread = [row for row in group if 'refused' in row and 'max_abs_difference' in row]
-        answer = 'yes' if len(loaded) == len(group) else ('refused' + (' (spandrel misreads it)' if misread else ''))
-        lines.append(f'| {kind} | {", ".join(used)} | {len(group)} | {answer} | {", ".join(verdicts)} | '
+        answer = 'yes' if len(loaded) == len(group) else ('no' + (' (spandrel misreads it)' if misread else ''))
+        keys = spandrel_layout.LAYOUTS[kind].keys if kind in spandrel_layout.LAYOUTS else '-'
+        lines.append(f'| {kind} | {", ".join(used)} | {len(group)} | {answer} | {", ".join(verdicts)} | {keys} | '
                      f'{scales or "-"} | {"-" if worst is None else f"{worst:.3g}"} |')
     return '\n'.join(lines)
