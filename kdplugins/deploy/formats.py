@@ -92,11 +92,18 @@ def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str, metadata: D
 
 
 def read_safetensors_metadata(path: str) -> Dict[str, object]:
-    """The JSON metadata of a safetensors file written by :func:`save_safetensors`."""
+    """The metadata of a safetensors file, JSON values decoded (:func:`save_safetensors`; other writers' plain
+    strings are kept as they are)."""
     import_safetensors()
     from safetensors import safe_open
     with safe_open(path, 'pt') as f:
-        return {key: json.loads(value) for key, value in (f.metadata() or {}).items()}
+        metadata = dict(f.metadata() or {})
+    for key, value in metadata.items():
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            pass
+    return metadata
 
 
 def load_safetensors_network(path: str) -> nn.Module:

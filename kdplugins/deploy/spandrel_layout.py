@@ -175,9 +175,9 @@ def layout_of(options: dict) -> Layout:
     kind = options['type']
     if kind not in LAYOUTS:
         raise SpandrelUnsupportedError(
-            f'--format spandrel: spandrel ({SPANDREL_VERSION_READ}) has no architecture for {kind}; of the archs '
-            f'kdplugins trains it knows {", ".join(sorted(LAYOUTS))} (docs/deploy.md, "spandrel"). A file of {kind} '
-            f'would not load in spandrel, chaiNNer or ComfyUI: {INSTEAD}.')
+            f'--format spandrel: spandrel ({SPANDREL_VERSION_READ}) has no architecture for {kind}; kdplugins writes '
+            f'spandrel files of {", ".join(sorted(LAYOUTS))} (docs/deploy.md, "spandrel"). A file of {kind} would not '
+            f'load in spandrel, chaiNNer or ComfyUI: {INSTEAD}.')
     return LAYOUTS[kind]
 
 
