@@ -1,13 +1,16 @@
-"""``python -m kdplugins.export -opt X.yml --checkpoint net_g.pth --out DIR [--format onnx torchscript]``
+"""``python -m kdplugins.export -opt X.yml --checkpoint net_g.pth --out DIR [--format onnx torchscript ...]``
 
 Writes the network of an option file (``network_g``: the student of a distillation run, or any registered arch; a
 ``.yml`` of bare network options as ``scripts/extract_csd_student.py`` writes works too) with the weights of a
 checkpoint as ``DIR/<name>.onnx`` (onnxruntime-ready, any batch, height and width) and ``DIR/<name>.pt``
-(TorchScript), and ``DIR/<name>.yml`` (its ``network_g``, scale and the checks below; usable as ``-opt`` again).
-Each file is loaded back and run on crops of real photos at two sizes (odd sides by default) against the PyTorch
-network: ONNX through onnxruntime, TorchScript through ``torch.jit.load``. The largest absolute difference is
-printed; above ``--tolerance`` the command exits with status 1. ONNX needs ``pip install 'kdplugins[export]'``.
-Details and the choice of exporter: docs/deploy.md.
+(TorchScript) by default; ``--format safetensors`` writes ``DIR/<name>.safetensors`` (the plain state_dict with the
+network options in its metadata) and ``--format spandrel`` ``DIR/<name>.spandrel.safetensors`` (the keys spandrel,
+chaiNNer and ComfyUI detect; only for the archs spandrel knows). ``DIR/<name>.yml`` gets the ``custom_imports``, the
+``network_g``, the scale and the checks below; it is usable as ``-opt`` again. Each file is loaded back and run on
+crops of real photos at two sizes (odd sides by default) against the PyTorch network: ONNX through onnxruntime,
+TorchScript through ``torch.jit.load``, safetensors through ``build_network`` and spandrel files through spandrel's
+``ModelLoader``. The largest absolute difference is printed; above ``--tolerance`` the command exits with status 1.
+ONNX and safetensors need ``pip install 'kdplugins[export]'``. Details: docs/deploy.md.
 """
 import argparse
 import os
@@ -21,7 +24,7 @@ import kdplugins  # noqa: F401  (shims and registration before basicsr is used)
 import numpy as np
 import torch
 
-from kdplugins.deploy import formats, images
+from kdplugins.deploy import formats, images, spandrel_layout
 from kdplugins.deploy.network import DeployedNetwork, load_network
 from kdplugins.runtime.custom_imports import add_import_argument
 from kdplugins.utils.errors import exit_on_configuration_error
@@ -45,13 +48,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog='python -m kdplugins.export', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', required=True, help='BasicSR option file, or a .yml of network options (type: ...)')
     parser.add_argument('--checkpoint', required=True, help='weights (net_g_<iter>.pth, an extracted student .pth)')
-    parser.add_argument('--out', required=True, help='folder for <name>.onnx, <name>.pt and <name>.yml')
+    parser.add_argument('--out', required=True, help='folder for the exported files and <name>.yml')
     parser.add_argument(
         '--format',
         nargs='+',
         choices=sorted(formats.EXTENSIONS),
         default=['onnx', 'torchscript'],
-        help='what to write (default: both)')
+        help='what to write (default: onnx torchscript); spandrel: a safetensors file in the layout spandrel '
+        '(chaiNNer, ComfyUI) detects, for the archs it knows (docs/deploy.md)')
     parser.add_argument('--name', help="file name stem (default: the option file's name, or the .yml's stem)")
     parser.add_argument('--network', default='network_g', help='section of the option file (default network_g)')
     parser.add_argument('--param-key', default='params', help='params (default) or params_ema')
@@ -116,15 +120,19 @@ def export_and_check(deployed: DeployedNetwork, args: argparse.Namespace, name: 
         references = [(label, x, deployed.net(x).numpy()) for label, x in inputs]
     scale = references[0][2].shape[-2] // references[0][1].shape[-2]
     colour = 'RGB' if deployed.in_channels == 3 else f'{deployed.in_channels} channels'
-    metadata = {'network_g': deployed.options, 'scale': scale, 'input': f'NCHW float32 in [0, 1], {colour}'}
+    metadata = {
+        'network_g': deployed.options,
+        'custom_imports': deployed.imports,
+        'scale': scale,
+        'input': f'NCHW float32 in [0, 1], {colour}'
+    }
     report, failures = {}, []
     for kind in args.format:
         path = formats.export(kind, deployed.net, inputs[0][1], args.out, name, args.opset, metadata)
         difference = largest_difference(formats.runner(kind, path), references)
         verdict = 'ok' if difference <= args.tolerance else 'FAILED'
-        engine = 'onnxruntime' if kind == 'onnx' else 'torch.jit.load'
         print(f'{kind:<11} {path}: max abs difference to PyTorch {difference:.3g} over {len(references)} checks '
-              f'({engine}; tolerance {args.tolerance:g}) {verdict}')
+              f'({formats.ENGINES[kind]}; tolerance {args.tolerance:g}) {verdict}')
         report[kind] = {'file': os.path.basename(path), 'max_abs_difference': difference, 'checks': len(references)}
         if verdict != 'ok':
             failures.append(f'{path} differs from PyTorch by {difference:.3g} > {args.tolerance:g}')
@@ -136,8 +144,9 @@ def export_and_check(deployed: DeployedNetwork, args: argparse.Namespace, name: 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     deployed = load_network(args.opt, args.checkpoint, args.network, args.param_key, args.imports)
-    if 'onnx' in args.format:
-        formats.import_onnx()
+    formats.import_for(args.format)
+    if 'spandrel' in args.format:
+        spandrel_layout.check_supported(deployed.options)
     os.makedirs(args.out, exist_ok=True)
     name = args.name or deployed.name
     print(f'{deployed.options["type"]} from {args.opt} with {args.checkpoint} '
@@ -145,7 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report, failures = export_and_check(deployed, args, name)
     options_path = os.path.join(args.out, name + '.yml')
     with open(options_path, 'w') as f:
-        yaml.safe_dump({'name': name, 'network_g': deployed.options, 'export': report}, f, sort_keys=False)
+        exported = {'name': name, 'custom_imports': deployed.imports, 'network_g': deployed.options, 'export': report}
+        yaml.safe_dump(exported, f, sort_keys=False)
     print(f'wrote {options_path}')
     if failures:
         print(

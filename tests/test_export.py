@@ -14,10 +14,13 @@ import sys
 import torch
 import yaml
 from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 from pathlib import Path
+from safetensors.torch import load_file
 
 from kdplugins import export
-from kdplugins.deploy import benchmark, images
+from kdplugins.deploy import benchmark, formats, images
+from kdplugins.deploy.network import load_network
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
@@ -139,8 +142,61 @@ def test_checkpoint_of_other_network_is_refused(networks, tmp_path):
         export.main(['-opt', str(opt), '--checkpoint', str(other), '--out', str(tmp_path)])
 
 
+@pytest.mark.parametrize('name', ['CARNM', 'PlainSR', 'CSD_RCAN'])
+def test_safetensors_reloads_bitwise(networks, tmp_path, name):
+    """The safetensors file is the plain state_dict with the export's metadata; the network built back from it gives
+    the same outputs bit for bit (CARN-M shares weights between layers, PlainSR pads with ones)."""
+    opt, checkpoint = networks[name]
+    assert export.main([
+        '-opt',
+        str(opt), '--checkpoint',
+        str(checkpoint), '--out',
+        str(tmp_path), '--format', 'safetensors', '--tolerance', '0'
+    ]) == 0
+    report = yaml.safe_load(next(tmp_path.glob('*.yml')).read_text())
+    path = tmp_path / f'{report["name"]}.safetensors'
+    assert report['export']['safetensors']['max_abs_difference'] == 0
+
+    net = build_network(dict(report['network_g'])).eval()
+    state = torch.load(checkpoint, weights_only=True)['params']
+    net.load_state_dict(state)
+    stored = load_file(path)
+    assert stored.keys() == net.state_dict().keys() and all(torch.equal(stored[k], v) for k, v in state.items())
+    metadata = formats.read_safetensors_metadata(str(path))
+    assert metadata == {
+        'network_g': report['network_g'],
+        'custom_imports': [],
+        'scale': report['export']['scale'],
+        'input': 'NCHW float32 in [0, 1], RGB'
+    }
+    reloaded = formats.load_safetensors_network(str(path))
+    for photo, (height, width) in (('coffee.png', (31, 45)), ('motorcycle_left.png', (56, 27))):
+        x = photo_crop(photo, height, width)
+        with torch.no_grad():
+            assert torch.equal(reloaded(x), net(x))
+
+
+def test_missing_safetensors_names_the_install(networks, tmp_path, monkeypatch):
+    opt, checkpoint = networks['EDSR']
+    monkeypatch.setitem(sys.modules, 'safetensors', None)  # as when it is not installed: import raises ImportError
+    monkeypatch.setitem(sys.modules, 'safetensors.torch', None)
+    with pytest.raises(
+            formats.MissingExtraError, match=r"pip install 'kdplugins\[export\]' \(or pip install safetensors"):
+        export.main([
+            '-opt',
+            str(opt), '--checkpoint',
+            str(checkpoint), '--out',
+            str(tmp_path / 'o'), '--format', 'safetensors'
+        ])
+    assert not (tmp_path / 'o').exists()
+
+
 def test_custom_imports_arch(tmp_path, monkeypatch):
-    """An arch of the user's own project, named by the option file's custom_imports, is exported like any other."""
+    """An arch of the user's own project, named by the option file's custom_imports, is exported like any other; the
+    exported option file and safetensors file name the modules (``--import`` ones too), so that they load in a fresh
+    process of the user's project: here the arch is taken out of the registry and the module out of ``sys.modules``,
+    and loading the exported files imports it again."""
+    (tmp_path / 'deploy_test_extra.py').write_text('"""A module of the project given with --import."""\n')
     (tmp_path / 'deploy_test_project.py').write_text(
         'from basicsr.utils.registry import ARCH_REGISTRY\nfrom torch import nn\n\n\n'
         '@ARCH_REGISTRY.register()\nclass DeployTestTinySR(nn.Sequential):\n\n'
@@ -160,8 +216,27 @@ def test_custom_imports_arch(tmp_path, monkeypatch):
         torch.nn.Conv2d(3, 4, 3, 1, 1), torch.nn.ReLU(), torch.nn.Conv2d(4, 12, 3, 1, 1), torch.nn.PixelShuffle(2))
     torch.save({'params': same_layers.state_dict()}, tmp_path / 'w.pth')
     out = tmp_path / 'out'
-    assert export.main(['-opt', str(opt), '--checkpoint', str(tmp_path / 'w.pth'), '--out', str(out)]) == 0
+    argv = [
+        '-opt',
+        str(opt), '--checkpoint',
+        str(tmp_path / 'w.pth'), '--out',
+        str(out), '--import', 'deploy_test_extra'
+    ]
+    assert export.main(argv + ['--format', 'onnx', 'torchscript', 'safetensors']) == 0
     assert (out / 'DeployTestTinySR.onnx').is_file() and (out / 'DeployTestTinySR.pt').is_file()
+    exported = yaml.safe_load((out / 'DeployTestTinySR.yml').read_text())
+    assert exported['custom_imports'] == ['deploy_test_extra', 'deploy_test_project']
+
+    monkeypatch.delitem(ARCH_REGISTRY._obj_map, 'DeployTestTinySR')
+    monkeypatch.delitem(sys.modules, 'deploy_test_project')
+    deployed = load_network(str(out / 'DeployTestTinySR.yml'), str(tmp_path / 'w.pth'))
+    assert type(deployed.net).__name__ == 'DeployTestTinySR' and 'deploy_test_project' in sys.modules
+    monkeypatch.delitem(ARCH_REGISTRY._obj_map, 'DeployTestTinySR')
+    monkeypatch.delitem(sys.modules, 'deploy_test_project')
+    x = photo_crop('coffee.png', 20, 24)
+    with torch.no_grad():
+        assert torch.equal(
+            formats.load_safetensors_network(str(out / 'DeployTestTinySR.safetensors'))(x), same_layers(x))
 
 
 def test_command_line(networks, tmp_path):

@@ -9,9 +9,9 @@ import os
 import yaml
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from torch import nn
-from typing import Iterable, Tuple
+from typing import Iterable, List, Tuple
 
 from kdplugins.runtime.custom_imports import import_from_options, import_modules
 from kdplugins.runtime.option_checks import unknown_type_message
@@ -33,6 +33,7 @@ class DeployedNetwork:
     options: dict  # the ``build_network`` options: type and arguments
     name: str  # the option file's ``name``, or the stem of a bare network-options file
     in_channels: int  # image channels the network reads (1: grey, 3: RGB)
+    imports: List[str] = field(default_factory=list)  # --import modules and the file's custom_imports, in order
 
 
 def read_options_file(path: str) -> dict:
@@ -79,9 +80,9 @@ def load_network(opt_path: str,
     ``imports`` (``--import``) and the file's ``custom_imports`` are imported first, so that the types of a project
     of one's own can be named. ``param_key``: ``params`` or ``params_ema`` (falls back to ``params`` when absent).
     """
-    import_modules(imports, '--import')
+    modules = import_modules(imports, '--import')
     opt = read_options_file(opt_path)
-    import_from_options(opt)
+    modules += [name for name in import_from_options(opt) if name not in modules]
     options, name = network_options(opt, opt_path, section)
     if options['type'] not in ARCH_REGISTRY:
         raise NetworkFileError(unknown_type_message(ARCH_REGISTRY, options['type'], f'{opt_path}: {section}'))
@@ -93,4 +94,4 @@ def load_network(opt_path: str,
         what=f'{options["type"]} of {os.path.basename(opt_path)}',
         fix='Give the checkpoint written for these network options (net_g_<iter>.pth of the same run, or the .pth '
         'that scripts/extract_csd_student.py wrote beside this .yml); --param-key params_ema for EMA weights.')
-    return DeployedNetwork(net.eval(), options, name, in_channels_of(net, options))
+    return DeployedNetwork(net.eval(), options, name, in_channels_of(net, options), modules)
