@@ -11,6 +11,7 @@ from conftest import REPO
 from kdplugins.experiments import method_options, paper_recipes, reproduction
 from kdplugins.experiments import reproduction_logs as logs
 from kdplugins.experiments import reproduction_report as report
+from kdplugins.runtime.option_schema import option_problems
 
 DATA = {key: f'datasets/{key}.lmdb' for key in ('train_hr', 'train_lr', 'Set5_hr', 'Set5_lr', 'Set14_hr', 'Set14_lr')}
 
@@ -41,7 +42,7 @@ def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
             assert opt['val']['metrics']['psnr'] == {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}
             csd = method in ('jt', 'csd')
             assert train_set['gt_size'] == (reproduction.CSD['gt_size'] if csd else recipe['gt_size'])
-            if method in ('scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd'):
+            if method in ('scratch', 'kd', 'augkd', 'crd', 'fitnet', 'fakd', 'mt_mean', 'mt_error'):
                 assert opt['network_g'] == recipe['student']
                 assert opt['train']['optim_g']['lr'] == recipe['lr']
             if method in reproduction.FEATURE_KD_OPTIONS:  # the settings documented in the method's option file
@@ -50,6 +51,13 @@ def test_every_run_shares_the_recipe(tmp_path, monkeypatch):
                 assert opt['train']['feature_losses'] == reference['train']['feature_losses']
                 assert opt['train']['kd_opt'] == reference['train']['kd_opt']
                 assert train_set['type'] == reference['datasets']['train']['type']
+            if method.startswith('mt_'):  # KD's options and teacher, two more teachers, only the combination differs
+                kd = options('kd', seed)
+                assert {k: v for k, v in opt['train'].items() if k != 'multi_teacher'} == kd['train']
+                assert opt['train']['multi_teacher'] == {'combine': method[3:]}
+                assert opt['network_t'] == kd['network_t'] and [k for k in opt if k.startswith('network_t')
+                                                                ] == ['network_t', 'network_t_imdn', 'network_t_carnm']
+                assert option_problems({**opt, 'is_train': True}) == []
 
 
 def test_the_data_root_comes_from_the_command_line_never_from_the_package(tmp_path, monkeypatch):
@@ -282,7 +290,6 @@ def test_the_gpu_recipe_builds_its_own_runs_and_report(tmp_path, monkeypatch):
     """--recipe gpu: the larger student and batch, 6 workers, its own run names, report and efficiency cache; the
     options pass the option checks and AugKD's zoom-out patch stays above RFDN's 15-pixel minimum."""
     from kdplugins.runtime.option_schema import option_problems
-    monkeypatch.setattr(reproduction, 'RECIPE', dict(reproduction.RECIPE))
     monkeypatch.setattr(report, 'RECIPE', reproduction.RECIPE)
     reproduction.configure(recipe='gpu')
     assert reproduction.run_name('augkd', 2) == 'reproduce_gpu_augkd_it1500_seed2'
@@ -301,7 +308,7 @@ def test_the_gpu_recipe_builds_its_own_runs_and_report(tmp_path, monkeypatch):
 
 def test_rebuilding_one_section_keeps_the_rest_of_the_report_verbatim(tmp_path, monkeypatch):
     """--sections: one claim's section is replaced up to the next heading; the header, the other sections and the
-    efficiency table stay byte for byte; a report without that section is refused with the fix."""
+    efficiency table stay byte for byte; a section the report lacks is added after the last claim section."""
     monkeypatch.setitem(reproduction.RECIPE, 'report', str(tmp_path / 'results.md'))
     head = '# Results\n\nProduced by `a`.\n\n'
     rfdn = '## RFDN\n\nold rfdn\n\n| a |\n\n'
@@ -311,8 +318,8 @@ def test_rebuilding_one_section_keeps_the_rest_of_the_report_verbatim(tmp_path, 
     assert report.replace_sections(head + rfdn + memsr + tail, {'MemSR: plain': new_memsr}) == \
         head + rfdn + new_memsr + '\n' + tail
     assert report.replace_sections(head + memsr, {'MemSR: plain': new_memsr}) == head + new_memsr + '\n'
-    with pytest.raises(ValueError, match=r"has no section \['CSD'\]: rebuild the whole report \(drop --sections\)"):
-        report.replace_sections(head + rfdn + tail, {'CSD': '## CSD\n'})
+    assert report.replace_sections(head + rfdn + tail, {'CSD': '## CSD\n'}, ['RFDN', 'CSD', 'MemSR: plain']) == \
+        head + rfdn + '## CSD\n\n' + tail  # a new claim's section: after the last claim section
     # through write_report: the CSD section rebuilt from the (here absent) runs, quoting its command
     sections = {key: f'## {title}\n\nold {key}\n\n' for key, title, _, _ in reproduction.CLAIMS}
     with open(reproduction.RECIPE['report'], 'w') as f:
@@ -321,8 +328,9 @@ def test_rebuilding_one_section_keeps_the_rest_of_the_report_verbatim(tmp_path, 
     report.write_report([0], {}, 'python scripts/reproduce.py --report-only --sections csd', ['csd'])
     with open(reproduction.RECIPE['report']) as f:
         text = f.read()
-    _, rfdn, csd, memsr, efficiency = re.split(r'(?m)^(?=## )', text)
+    _, rfdn, csd, memsr, *others, efficiency = re.split(r'(?m)^(?=## )', text)
     assert text.startswith(head) and (rfdn, memsr, efficiency) == (sections['rfdn'], sections['memsr'], tail)
+    assert others == list(sections.values())[3:]
     assert 'old csd' not in csd
     assert csd.splitlines()[2] == ('This section: produced by `python scripts/reproduce.py --report-only --sections '
                                    'csd` (scripts/reproduce.py).')

@@ -251,6 +251,41 @@ def with_rfdn_teacher(opt: dict) -> dict:
     return opt
 
 
+# the further public x4 teachers of the multi-teacher runs (sections as options/test/teachers/*.yml), by section name
+FURTHER_TEACHERS = {
+    'network_t_imdn': ({
+        'type': 'IMDN',
+        'in_channels': 3,
+        'channels': 64,
+        'num_blocks': 6,
+        'out_channels': 3,
+        'upscale': 4
+    }, 'IMDN_x4.pth'),
+    'network_t_carnm': ({
+        'type': 'CARNM',
+        'scale': 4,
+        'channels': 64,
+        'group': 4
+    }, 'CARN-M_x234.pth'),
+}
+
+
+def with_three_teachers(opt: dict, combine: str) -> dict:
+    """KD from RFDN, IMDN and CARN-M x4 (the public checkpoints of the data root), their outputs combined as
+    ``train.multi_teacher.combine`` says (:mod:`kdplugins.distill.multi_teacher`)."""
+    opt = with_method(with_rfdn_teacher(opt), 'KD')
+    for section, (network, checkpoint) in FURTHER_TEACHERS.items():
+        label = section[len('network_'):]
+        opt[section] = dict(network)
+        opt['path'].update({
+            f'pretrain_network_{label}': data_path('checkpoints', checkpoint),
+            f'param_key_{label}': None,
+            f'strict_load_{label}': True
+        })
+    opt['train']['multi_teacher'] = {'combine': combine}
+    return opt
+
+
 # the feature distillation runs: their method and the option file whose settings they take
 FEATURE_KD_OPTIONS = {
     'crd': ('CRD', os.path.join(ROOT, 'options', 'train', 'CRD', 'train_CRD_RFDN_EDSR_x4.yml')),
@@ -387,6 +422,8 @@ RUNS: Dict[str, Callable[[dict, int], dict]] = {
     'fakd': lambda opt, seed: with_feature_kd(opt, 'fakd'),
     'jt': lambda opt, seed: with_csd(opt, seed, contrastive=False),
     'csd': lambda opt, seed: with_csd(opt, seed, contrastive=True),
+    'mt_mean': lambda opt, seed: with_three_teachers(opt, 'mean'),
+    'mt_error': lambda opt, seed: with_three_teachers(opt, 'error'),
     'memsr_teacher': lambda opt, seed: with_method(memsr_teacher(opt), 'Scratch'),
     'memsr': lambda opt, seed: memsr_student(opt, winning_init=True, distill=True),
     'memsr_random': lambda opt, seed: memsr_student(opt, winning_init=False, distill=True),
@@ -415,6 +452,8 @@ CLAIMS = [
     ('csd', 'CSD against joint training (J-T), same slimmable EDSR and initialization', ['jt', 'csd'], 'jt'),
     ('memsr', 'MemSR: plain student, winning initialization + feature distillation',
      ['memsr_random', 'memsr_init_only', 'memsr'], 'memsr_random'),
+    ('multi', 'Several teachers (RFDN, IMDN, CARN-M) against the best single one (RFDN)', ['kd', 'mt_mean',
+                                                                                           'mt_error'], 'kd'),
 ]
 # the papers' claims each table judges: (A, B, what "A - B > 0" would show), paired by seed; a claim's verdict line
 # lists them in this order
@@ -427,6 +466,9 @@ COMPARISONS = {
     'csd': [('csd', 'jt', 'CSD does not fall below J-T (with the untrained VGG-19: a stability check only)')],
     'memsr': [('memsr', 'memsr_random', "the winning initialization beats random initialization (MemSR's claim)"),
               ('memsr', 'memsr_init_only', 'feature distillation adds to the winning initialization')],
+    'multi': [('mt_mean', 'kd', 'the mean of three teachers beats the best single teacher'),
+              ('mt_error', 'kd', 'per-pixel error-weighted teachers beat the best single teacher'),
+              ('mt_error', 'mt_mean', 'error weighting beats the plain mean')],
 }
 SINGLE_SEED = {'memsr_teacher'}
 # what a method needs before its options can be used (trained teachers, initialization files)

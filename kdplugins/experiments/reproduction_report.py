@@ -9,7 +9,7 @@ iteration (:func:`kdplugins.utils.plots.curves_plot`) and PSNR against CPU runti
 import os
 import re
 import statistics
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kdplugins.experiments.method_options import METHODS
 from kdplugins.experiments.per_image import cached_per_image_psnr
@@ -432,17 +432,22 @@ def claim_section(key: str,
             f'{len(seeds)} seeds planned):\n\n{per_image_lines(pairs, seeds)}\n{plot}')
 
 
-def replace_sections(text: str, replacements: Dict[str, str]) -> str:
+def replace_sections(text: str, replacements: Dict[str, str], claim_titles: Sequence[str] = ()) -> str:
     """``text`` (a report) with each ``## <title>`` section named in ``replacements`` (title: the new section, heading
-    included, as :func:`claim_section` returns it) replaced, up to the next ``## `` heading; everything else is kept
+    included, as :func:`claim_section` returns it) replaced, up to the next ``## `` heading; a section the report
+    does not have yet (a new claim) goes after the last claim section (``claim_titles``); everything else is kept
     verbatim."""
     blocks = re.split(r'(?m)^(?=## )', text)
     titles = [block.splitlines()[0][3:].strip() if block.startswith('## ') else None for block in blocks]
     missing = [title for title in replacements if title not in titles]
-    if missing:
-        raise ValueError(f'{RECIPE["report"]} has no section {missing}: rebuild the whole report (drop --sections)')
-    return ''.join(replacements[title] + '\n' if title in replacements else block
-                   for title, block in zip(titles, blocks))
+    claims = [i for i, title in enumerate(titles) if title in replacements or title in claim_titles]
+    last_claim = claims[-1] if claims else len(blocks) - 1
+    out = []
+    for i, (title, block) in enumerate(zip(titles, blocks)):
+        out.append(replacements[title] + '\n' if title in replacements else block)
+        if i == last_claim:
+            out.extend(replacements[title] + '\n' for title in missing)
+    return ''.join(out)
 
 
 def write_report(seeds: List[int], data: Dict[str, str], command: str, sections: Optional[List[str]] = None) -> None:
@@ -459,7 +464,7 @@ def write_report(seeds: List[int], data: Dict[str, str], command: str, sections:
             for key, title, methods, _ in CLAIMS if key in sections
         }
         with open(RECIPE['report']) as f:
-            text = replace_sections(f.read(), replacements)
+            text = replace_sections(f.read(), replacements, [title for _, title, _, _ in CLAIMS])
         with open(RECIPE['report'], 'w') as f:
             f.write(text)
         print(f'rebuilt {", ".join(sections)} in {RECIPE["report"]}', flush=True)
