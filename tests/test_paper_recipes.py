@@ -31,6 +31,7 @@ from kdplugins.losses.csd_loss import random_vgg_weights, vgg19_features
 from kdplugins.runtime.option_checks import check_options
 
 PAPER_DIR = REPO / 'options' / 'train' / 'paper'
+BENCHMARK_DIR = REPO / 'options' / 'test' / 'paper'
 ROWS = {row.file_name: row for row in paper_recipes.PAPER_ROWS}
 TRAINED_SCALE = 4  # one file per (backbone, method) trains
 LQ_SIZE = 8  # LR patch side of the tiny runs: a multiple of SwinIR's window; AugKD's x4 zoom-out of it is 2x2
@@ -57,11 +58,29 @@ def load_script(name: str):
 # ----------------------------------------------------------------------------------------------------------------
 # (a) the committed files are the generator's output
 def test_committed_files_equal_the_generator_output(tmp_path):
-    load_script('make_paper_options').main(['--out', str(tmp_path)])
-    written = sorted(p.name for p in tmp_path.glob('*.yml'))
-    assert written == sorted(p.name for p in PAPER_DIR.glob('*.yml')), 'run python scripts/make_paper_options.py'
-    for name in written:
-        assert (tmp_path / name).read_bytes() == (PAPER_DIR / name).read_bytes(), f'{name}: regenerate the files'
+    load_script('make_paper_options').main(['--out', str(tmp_path / 'train'), '--test-out', str(tmp_path / 'test')])
+    for out, committed in ((tmp_path / 'train', PAPER_DIR), (tmp_path / 'test', BENCHMARK_DIR)):
+        written = sorted(p.name for p in out.glob('*.yml'))
+        assert written == sorted(p.name for p in committed.glob('*.yml')), 'run python scripts/make_paper_options.py'
+        for name in written:
+            assert (out / name).read_bytes() == (committed / name).read_bytes(), f'{name}: regenerate the files'
+
+
+def test_each_benchmark_file_scores_the_network_its_training_file_trains():
+    """Same network and run name as the training file, its latest weights loaded strictly, the five benchmarks at the
+    row's scale in the layout kdplugins.prepare_data writes; CSD / J-T (a slimmable network) have none."""
+    tested = {p.name for p in BENCHMARK_DIR.glob('*.yml')}
+    assert tested == {row.test_file_name for row in ROWS.values() if row.method not in ('CSD', 'JT')}
+    for name, row in ROWS.items():
+        if row.test_file_name not in tested:
+            continue
+        train = yaml.safe_load((PAPER_DIR / name).read_text())
+        test = yaml.safe_load((BENCHMARK_DIR / row.test_file_name).read_text())
+        assert test['network_g'] == train['network_g'] and test['name'] == train['name']
+        assert test['path']['pretrain_network_g'] == f"experiments/{train['name']}/models/net_g_latest.pth"
+        assert [(d['name'], d['dataroot_lq']) for d in test['datasets'].values()
+                ] == [(b, f'datasets/{b}/LRbicx{row.scale}') for b in ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')]
+        assert test['val']['metrics'] == train['val']['metrics']
 
 
 def test_one_file_per_table_row():
