@@ -157,11 +157,11 @@ def test_option_files_read_the_prepared_data_through_basicsr(prepared, monkeypat
         if block['dataroot_gt'] in prepared_paths:
             key = (block['dataroot_gt'], block['dataroot_lq'], block.get('filename_tmpl', '{}'), block.get('gt_size'))
             blocks.setdefault(key, (file, block, scale))
-    assert {b['dataroot_gt']
-            for _, b, _ in blocks.values()} == {
-                'datasets/DIV2K/DIV2K_train_HR_sub.lmdb', 'datasets/Set5/GTmod12', 'datasets/Set5/HR',
-                'datasets/T91_BSD200_HR_sub256.lmdb'
-            }
+    read = {b['dataroot_gt'] for _, b, _ in blocks.values()}
+    assert read == {
+        'datasets/DIV2K/DIV2K_train_HR_sub.lmdb', 'datasets/Set5/GTmod12', 'datasets/Set5/HR',
+        'datasets/T91_BSD200_HR_sub256.lmdb'
+    }
     monkeypatch.chdir(prepared)  # the option files' relative dataroots, as a run started here reads them
     for file, block, scale in blocks.values():
         phase = 'train' if 'gt_size' in block else 'val'
