@@ -230,3 +230,41 @@ def test_create_lmdb_configuration_errors(tmp_path, shared):
     assert made.returncode == 0 and 'Wrote 2 pairs' in made.stdout and 'images: 100%' in made.stderr
     exists = run(create_lmdb.command_line, '--hr', str(hr), '--scale', '4', *out, cwd=tmp_path)
     assert exists.returncode == 2 and f"'{tmp_path}/h.lmdb' already exists: remove it" in exists.stderr
+
+
+def test_merged_and_sharded_training_sets(tmp_path, shared):
+    """DF2K merges the DIV2K and the Flickr2K download (two roots) into one set of LMDBs; LSDIR's images are found in
+    its numbered shard folders. baboon (480x500, 480x492 after the crop to 12) gives two sub-images each time."""
+    baboon = shared / 'val' / 'Set14' / 'HR' / 'baboon.png'
+    for folder, name in (('div2k/DIV2K_train_HR', '0001'), ('flickr/Flickr2K/Flickr2K_HR', '000001'),
+                         ('lsdir/0001000', '0000001'), ('lsdir/0002000', '0001001')):
+        (tmp_path / folder).mkdir(parents=True)
+        shutil.copyfile(baboon, tmp_path / folder / f'{name}.png')
+    (tmp_path / 'lsdir' / 'val1').mkdir()  # not a shard: its images are not LSDIR's training images
+    shutil.copyfile(baboon, tmp_path / 'lsdir' / 'val1' / '0000001.png')
+    for family, roots, limit in (('DF2K', ['div2k', 'flickr'], '1'), ('LSDIR', ['lsdir'], '2')):
+        result = run(
+            prepare_data.command_line,
+            family,
+            '--root',
+            *roots,
+            '--max-images',
+            limit,
+            '--scales',
+            '4',
+            '--no-progress',
+            cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    hr = read_lmdb(tmp_path / 'datasets' / 'DF2K' / 'DF2K_HR_sub.lmdb')
+    assert sorted(hr) == ['000001_s001', '000001_s002', '0001_s001', '0001_s002']
+    image = cv2.imread(str(baboon))[:, :492]
+    np.testing.assert_array_equal(hr['000001_s002'], image[:, 12:492])
+    lr = read_lmdb(tmp_path / 'datasets' / 'DF2K' / 'DF2K_LR_bicubic_X4_sub.lmdb')
+    np.testing.assert_array_equal(lr['000001_s002'], matlab_lr(image, 4)[:, 3:123])
+    lines = (tmp_path / 'datasets' / 'LSDIR' / 'LSDIR_LR_bicubic_X4_sub.lmdb' / 'meta_info.txt').read_text()
+    assert lines.splitlines() == [
+        f'{key}.png (120,120,3) 1' for key in ('0000001_s001', '0000001_s002', '0001001_s001', '0001001_s002')
+    ]
+    assert sorted(p.name for p in (tmp_path / 'datasets' / 'LSDIR').iterdir()) == [
+        'LSDIR_HR_sub.lmdb', 'LSDIR_LR_bicubic_X4_sub.lmdb'
+    ]
