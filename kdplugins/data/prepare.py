@@ -91,10 +91,10 @@ def check_count(source: Source, folder: str, paths: Sequence[str], max_images: O
 
 def find_family(family: Family, roots: Sequence[str], max_images: Optional[int] = None) -> List[Found]:
     """Every source of ``family`` found and counted (nothing written yet)."""
-    found = [
-        Found(source, folder, check_count(source, folder, paths, max_images)) for source in family.sources
-        for folder, paths in [find_source(source, roots)]
-    ]
+    found = []
+    for source in family.sources:
+        folder, paths = find_source(source, roots)
+        found.append(Found(source, folder, check_count(source, folder, paths, max_images)))
     stems: Dict[str, str] = {}
     for item in found:
         if item.source not in family.train:
@@ -171,8 +171,8 @@ def prepare_family(family: Family,
     try:
         if family.train_output:
             count = write_train_lmdbs(family, found, out, scales, progress)
-            log(f'{family.name}: {count} sub-images in {outputs[0]} and the LR LMDBs of x{", x".join(map(str, scales))}'
-                )
+            log(f'{family.name}: {count} sub-images in {outputs[0]} and the LR LMDBs of x' +
+                ', x'.join(map(str, scales)))
         for item in found:
             if item.source in family.test:
                 write_test_folders(family, item, out, scales, progress)
