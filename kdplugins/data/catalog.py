@@ -32,11 +32,12 @@ class Source:
     ``folders``: where the images may be under a ``--root`` (relative paths, the first that holds images is used;
     ``.`` is the root itself). ``subfolders``: a regular expression; when set, the images are in the subfolders of
     that folder whose names match it (LSDIR's ``0001000`` ... ``0085000``). ``count``: the published number of images;
-    ``urls``: the official download location(s) first, then the mirrors."""
+    ``urls``: the official download, every file of it; ``mirrors``: other places that hold the same images."""
     name: str
     folders: Tuple[str, ...]
     count: int
     urls: Tuple[str, ...]
+    mirrors: Tuple[str, ...] = ()
     subfolders: str = ''
 
 
@@ -104,11 +105,11 @@ def _folders(*names: str) -> Tuple[str, ...]:
     return tuple(found) + ('HR', 'original', '.')
 
 
-def _benchmark(name: str, count: int, urls: Tuple[str, ...], description: str, *aliases: str) -> Family:
+def _benchmark(name: str, count: int, url: str, description: str, *aliases: str) -> Family:
     return Family(
         name,
         description, (2, 3, 4),
-        test=(Source(name, _folders(name, *aliases), count, urls), ),
+        test=(Source(name, _folders(name, *aliases), count, (url, ), (BASICSR_DRIVE, )), ),
         test_outputs=(FolderOutput(f'{name}/HR', f'{name}/LR_bicubic/X{{scale}}', '{stem}x{scale}'),
                       FolderOutput(f'{name}/GTmod12', f'{name}/LRbicx{{scale}}', '{stem}', mod=12)))
 
@@ -144,7 +145,7 @@ FAMILIES: Tuple[Family, ...] = (
         train=(Source(
             'LSDIR train', ('.', 'LSDIR', 'train'),
             84991,
-            LSDIR_SHARDS + ('https://huggingface.co/ofsoundof/LSDIR', ),
+            LSDIR_SHARDS, ('https://huggingface.co/ofsoundof/LSDIR', ),
             subfolders=r'\d{7}'), ),
         train_output=TrainOutput('LSDIR/LSDIR_HR_sub.lmdb', 'LSDIR/LSDIR_LR_bicubic_X{scale}_sub.lmdb')),
     Family(
@@ -154,13 +155,12 @@ FAMILIES: Tuple[Family, ...] = (
         train=(Source('T91', ('T91/HR', 'T91', 'T91/original'), 91, (BASICSR_DRIVE, )),
                Source('BSD200', ('BSD200/HR', 'BSD200', 'BSDS200', 'BSDS200/original'), 200, (BASICSR_DRIVE, ))),
         train_output=TrainOutput('T91_BSD200_HR_sub256.lmdb', 'T91_BSD200_LR_bicubic_X{scale}_sub256.lmdb', 256, 128)),
-    _benchmark('Set5', 5, (BENCHMARK_TAR, BASICSR_DRIVE), 'Set5 (Bevilacqua et al. 2012): 5 test images'),
-    _benchmark('Set14', 14, (BENCHMARK_TAR, BASICSR_DRIVE), 'Set14 (Zeyde et al. 2010): 14 test images'),
-    _benchmark('B100', 100, (BENCHMARK_TAR, BASICSR_DRIVE), 'B100 (Martin et al. 2001): the 100 test images of BSD300',
-               'BSDS100', 'BSD100'),
-    _benchmark('Urban100', 100, (BENCHMARK_TAR, BASICSR_DRIVE), 'Urban100 (Huang et al. 2015): 100 test images',
-               'urban100'),
-    _benchmark('Manga109', 109, ('http://www.manga109.org/en/', BASICSR_DRIVE),
+    _benchmark('Set5', 5, BENCHMARK_TAR, 'Set5 (Bevilacqua et al. 2012): 5 test images'),
+    _benchmark('Set14', 14, BENCHMARK_TAR, 'Set14 (Zeyde et al. 2010): 14 test images'),
+    _benchmark('B100', 100, BENCHMARK_TAR, 'B100 (Martin et al. 2001): the 100 test images of BSD300', 'BSDS100',
+               'BSD100'),
+    _benchmark('Urban100', 100, BENCHMARK_TAR, 'Urban100 (Huang et al. 2015): 100 test images', 'urban100'),
+    _benchmark('Manga109', 109, 'http://www.manga109.org/en/',
                'Manga109 (Matsui et al. 2017): 109 test images (access by request on its site)', 'manga109'),
 )
 

@@ -44,9 +44,12 @@ class Found:
 
 
 def download_hint(source: Source) -> str:
-    mirrors = f' (or {", ".join(source.urls[1:])})' if len(source.urls) > 1 else ''
-    where = ', '.join(f'<root>/{folder}' for folder in source.folders)
-    return (f'Download {source.urls[0]}{mirrors}, unpack it and pass its folder as --root, so that the '
+    urls = source.urls if len(source.urls) < 3 else (source.urls[0], '...', source.urls[-1])
+    files = f' ({len(source.urls)} files)' if len(source.urls) > 1 else ''
+    mirrors = f' (or from {", ".join(source.mirrors)})' if source.mirrors else ''
+    where = ', '.join('<root>' if folder == '.' else f'<root>/{folder}' for folder in source.folders)
+    them = 'them' if len(source.urls) > 1 else 'it'
+    return (f'Download {" ".join(urls)}{files}{mirrors}, unpack {them} and pass its folder as --root, so that the '
             f'{source.count} images of {source.name} are in one of: {where} (docs/datasets.md).')
 
 
