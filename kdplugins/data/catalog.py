@@ -4,7 +4,7 @@ it under ``datasets/``: exactly the paths the option files in ``options/`` read 
 the two diverge). docs/datasets.md says the same for users.
 
 Where the image counts come from:
-- DIV2K 800 train / 100 valid: the AIM 2020 efficient SR report (/work/shared/papers: "800 training images, 100
+- DIV2K 800 train / 100 valid: the AIM 2020 efficient SR challenge report ("800 training images, 100
   validation images and 100 testing images"; the test HR is not published) and BasicSR's docs/DatasetPreparation.md.
 - Flickr2K 2650: BasicSR's docs/DatasetPreparation.md ("2650 2K images from Flickr"); DF2K 3450 = 800 + 2650, the
   count of the AugKD paper's Table 9.
