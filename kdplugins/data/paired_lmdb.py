@@ -130,45 +130,43 @@ def paired_samples(hr_paths: Sequence[str],
             raise SizeMismatchError(
                 f'{hr_path}: LR {lr.shape[:2]} times {scale} does not match the cropped HR {hr.shape[:2]}: check '
                 'the scale and that the LR folder is the one of this scale.')
-        if not crop_size:
-            yield stem, hr, lr
-            continue
-        if min(hr.shape[:2]) < crop_size:
-            get_root_logger().warning(f'{hr_path}: {hr.shape[0]}x{hr.shape[1]} is smaller than the {crop_size}x'
-                                      f'{crop_size} sub-images: skipped (as basicsr extract_subimages does).')
-            continue
-        rows = sub_image_origins(hr.shape[0], crop_size, step, thresh)
-        cols = sub_image_origins(hr.shape[1], crop_size, step, thresh)
-        for i, (y, x) in enumerate((y, x) for y in rows for x in cols):
-            hr_crop = hr[y:y + crop_size, x:x + crop_size]
-            lr_crop = lr[y // scale:(y + crop_size) // scale, x // scale:(x + crop_size) // scale]
-            yield f'{stem}_s{i + 1:03d}', hr_crop, lr_crop
+        yield from sub_images(hr_path, hr, ((scale, lr), ), crop_size, step, thresh)
 
 
 def multiscale_samples(hr_paths: Iterable[str], scales: Sequence[int], hr_mod: int, crop_size: int, step: int,
                        thresh: int) -> Iterator[Tuple[np.ndarray, ...]]:
     """Yield ``(key, hr, lr at scales[0], lr at scales[1], ...)`` sub-images: the HR cropped to a multiple of
     ``hr_mod`` (a multiple of every scale, so that one HR sub-image pairs with the LR of each scale), each LR the
-    MATLAB-style bicubic of that HR, cut at the same positions divided by the scale. Keys ``<stem>_s001``, ... row
-    by row, as basicsr's ``extract_subimages`` numbers them; images smaller than ``crop_size`` are skipped with a
-    warning."""
+    MATLAB-style bicubic of that HR, cut at the same positions divided by the scale (:func:`sub_images`)."""
     for scale in scales:
         if hr_mod % scale or crop_size % scale or step % scale or step <= 0:
             raise SizeMismatchError(f'hr_mod ({hr_mod}), crop_size ({crop_size}) and step ({step}) must be positive '
                                     f'multiples of every scale ({scale}).')
     for hr_path in hr_paths:
-        stem = os.path.splitext(os.path.basename(hr_path))[0]
         hr = mod_crop(read_bgr(hr_path), hr_mod)
-        if min(hr.shape[:2]) < crop_size:
-            get_root_logger().warning(f'{hr_path}: {hr.shape[0]}x{hr.shape[1]} is smaller than the {crop_size}x'
-                                      f'{crop_size} sub-images: skipped (as basicsr extract_subimages does).')
-            continue
-        lrs = [bicubic_downscale(hr, scale) for scale in scales]
-        rows = sub_image_origins(hr.shape[0], crop_size, step, thresh)
-        cols = sub_image_origins(hr.shape[1], crop_size, step, thresh)
-        for i, (y, x) in enumerate((y, x) for y in rows for x in cols):
-            lr_crops = [lr[y // s:(y + crop_size) // s, x // s:(x + crop_size) // s] for s, lr in zip(scales, lrs)]
-            yield (f'{stem}_s{i + 1:03d}', hr[y:y + crop_size, x:x + crop_size], *lr_crops)
+        lrs = tuple((scale, bicubic_downscale(hr, scale)) for scale in scales) if min(hr.shape[:2]) >= crop_size else ()
+        yield from sub_images(hr_path, hr, lrs, crop_size, step, thresh)
+
+
+def sub_images(hr_path: str, hr: np.ndarray, lrs: Sequence[Tuple[int, np.ndarray]], crop_size: int, step: int,
+               thresh: int) -> Iterator[Tuple[np.ndarray, ...]]:
+    """``(key, hr, lr, ...)`` of one image, ``lrs`` its ``(scale, lr)``: the whole images under the file's stem when
+    ``crop_size`` is 0, else the sub-images at :func:`sub_image_origins` (the LR ones at the positions divided by their
+    scale), keys ``<stem>_s001``, ... row by row as basicsr's ``extract_subimages`` numbers them. An image smaller
+    than ``crop_size`` gives none (with a warning, as ``extract_subimages`` skips it)."""
+    stem = os.path.splitext(os.path.basename(hr_path))[0]
+    if not crop_size:
+        yield (stem, hr, *(lr for _, lr in lrs))
+        return
+    if min(hr.shape[:2]) < crop_size:
+        get_root_logger().warning(f'{hr_path}: {hr.shape[0]}x{hr.shape[1]} is smaller than the {crop_size}x'
+                                  f'{crop_size} sub-images: skipped (as basicsr extract_subimages does).')
+        return
+    rows = sub_image_origins(hr.shape[0], crop_size, step, thresh)
+    cols = sub_image_origins(hr.shape[1], crop_size, step, thresh)
+    for i, (y, x) in enumerate((y, x) for y in rows for x in cols):
+        lr_crops = (lr[y // s:(y + crop_size) // s, x // s:(x + crop_size) // s] for s, lr in lrs)
+        yield (f'{stem}_s{i + 1:03d}', hr[y:y + crop_size, x:x + crop_size], *lr_crops)
 
 
 def check_new_output(path: str) -> None:
