@@ -124,7 +124,7 @@ def test_lmdb_without_meta_info(tmp_path, monkeypatch, tiny_lmdbs, teacher_path)
     with pytest.raises(
             OptionError,
             match=r'datasets.train.dataroot_gt: the LMDB folder .*broken_hr.lmdb.* no '
-            r'meta_info.txt.*scripts/create_lmdb.py'):
+            r'meta_info.txt.*python -m kdplugins.create_lmdb'):
         check_options(parsed)
 
 

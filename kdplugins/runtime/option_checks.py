@@ -66,8 +66,8 @@ def dataset_problems(opt: dict) -> List[str]:
                                 f'directory {os.getcwd()!r}). Fix the path or start from the right folder.')
             elif is_lmdb and not os.path.isfile(os.path.join(root, 'meta_info.txt')):
                 problems.append(f'{option}: the LMDB folder {root!r} has no meta_info.txt, which basicsr needs to '
-                                'list its keys. Build the LMDB with scripts/create_lmdb.py (it writes meta_info.txt), '
-                                'or set io_backend.type to disk for an image folder.')
+                                'list its keys. Build the LMDB with python -m kdplugins.create_lmdb (it writes '
+                                'meta_info.txt), or set io_backend.type to disk for an image folder.')
             elif is_lmdb and not root.endswith('.lmdb'):
                 problems.append(f"{option}: basicsr requires LMDB folders to end with '.lmdb', got {root!r}.")
             else:
@@ -94,7 +94,7 @@ def readable_data_problems(option: str, root: str, is_lmdb: bool) -> List[str]:
     if not keys:
         return [
             f'{option}: {root}/meta_info.txt lists no image: an empty data set. Rebuild the LMDB with '
-            'scripts/create_lmdb.py.'
+            'python -m kdplugins.create_lmdb.'
         ]
     env = open_lmdb(root, readonly=True, lock=False, readahead=False)  # as basicsr's LmdbBackend opens it
     with env.begin(write=False) as txn:
@@ -103,7 +103,7 @@ def readable_data_problems(option: str, root: str, is_lmdb: bool) -> List[str]:
         return [
             f'{option}: {root}/meta_info.txt lists {len(missing)} key(s) the LMDB does not hold '
             f'({", ".join(missing[:5])}{" ..." if len(missing) > 5 else ""}): a batch drawing them would stop '
-            'the run. Rebuild the LMDB with scripts/create_lmdb.py (it writes both), or remove those lines.'
+            'the run. Rebuild the LMDB with python -m kdplugins.create_lmdb (it writes both), or remove those lines.'
         ]
     return []
 

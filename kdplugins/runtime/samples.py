@@ -52,8 +52,8 @@ class NamedSamples(Dataset):
                     raise SampleReadError(
                         f'{where}: the sample {sample} cannot be read ({type(error).__name__}: {error}): a corrupt or '
                         'truncated image, or a key the LMDB lacks. Replace or remove that image (and rebuild the LMDB '
-                        'with scripts/create_lmdb.py), or set datasets.train.skip_unreadable: true to skip such '
-                        'samples.') from error
+                        'with python -m kdplugins.create_lmdb), or set datasets.train.skip_unreadable: true to skip '
+                        'such samples.') from error
                 self.skipped += 1
                 print(
                     f'WARNING: {where}: the sample {sample} cannot be read ({type(error).__name__}: {error}); skipped '
