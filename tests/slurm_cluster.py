@@ -115,6 +115,19 @@ class SlurmCluster:
             assert result.returncode == 0, f'{command}: {result.stdout}{result.stderr}'
         return result
 
+    def wait_for_job(self, job: str, timeout: float) -> str:
+        """The final state of batch job ``job`` (``COMPLETED``, ``FAILED``, ...) once it has left the queue, polled
+        every 0.1 s (``sbatch --wait`` polls at growing intervals: up to 45 s late here); ``scancel`` after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.run('squeue', '-h', '-j', job, '-o', '%T', check=False).stdout.strip():
+            if time.monotonic() > deadline:
+                self.run('scancel', job, check=False)
+                raise AssertionError(f'job {job} still running after {timeout} s; cancelled')
+            time.sleep(0.1)
+        info = self.run('scontrol', 'show', 'job', job).stdout
+        return info.split('JobState=')[1].split()[0]
+
     def start_daemon(self, *command: str) -> None:
         log = open(self.folder / 'log' / f'{Path(command[0]).name}.out', 'w')
         self.processes.append(

@@ -19,6 +19,9 @@ ON_THIS_CLUSTER = {  # the templates' sizes for this cluster (2 CPUs, no GPU), g
     'torchrun_per_node.sbatch': ['--gpus-per-node=0', '--cpus-per-task=2'],
 }
 RUN_TIMEOUT = 300  # seconds, a stuck job fails the test instead of hanging it
+# the runs after the template's (2 workers per rank) start one worker per rank, which costs less (a worker is a spawned
+# process that imports kdplugins) and trains the same weights (tests/test_multiprocess.py)
+ONE_WORKER = ('--force_yml', 'datasets:train:num_worker_per_gpu=1')
 
 
 @pytest.fixture(scope='module')
@@ -41,17 +44,18 @@ def job_env(cluster, **extra: str) -> dict:
 
 
 def sbatch(cluster, cwd, template: str, *args: str, **env: str) -> str:
-    """``sbatch --wait`` of a template with this cluster's sizes; the job's output file."""
-    result = subprocess.run(['sbatch', '--wait', *ON_THIS_CLUSTER[template],
-                             str(TEMPLATES / template), *args],
-                            cwd=cwd,
-                            env=job_env(cluster, **env),
-                            capture_output=True,
-                            text=True,
-                            timeout=RUN_TIMEOUT)
-    job = re.search(r'Submitted batch job (\d+)', result.stdout).group(1)
+    """A template submitted with this cluster's sizes (:data:`ON_THIS_CLUSTER`) and run to its end; the job's output
+    file."""
+    job = subprocess.run(['sbatch', '--parsable', *ON_THIS_CLUSTER[template],
+                          str(TEMPLATES / template), *args],
+                         cwd=cwd,
+                         env=job_env(cluster, **env),
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout.strip()
+    state = cluster.wait_for_job(job, RUN_TIMEOUT)
     output = (cwd / f'slurm-kd-train-{job}.out').read_text()
-    assert result.returncode == 0, result.stderr + output[-5000:]
+    assert state == 'COMPLETED', output[-5000:]
     return output
 
 
@@ -79,7 +83,7 @@ def test_scancel_mid_run_then_auto_resume_is_bitwise_exact(slurm_cluster, slurm_
     name = f'kd-scancel-{os.getpid()}'
     command = [
         'srun', '-N1', '-n2', f'--job-name={name}', sys.executable, '-m', 'kdplugins.train', '-opt',
-        str(slurm_options), '--launcher', 'slurm'
+        str(slurm_options), '--launcher', 'slurm', *ONE_WORKER
     ]
     run = subprocess.Popen(
         command,
@@ -132,6 +136,7 @@ def test_the_torchrun_per_node_template_trains_the_same_student(slurm_cluster, s
         tmp_path,
         'torchrun_per_node.sbatch',
         str(slurm_options),
+        *ONE_WORKER,
         NPROC_PER_NODE='2',
         MASTER_PORT=str(free_port()))
     exp = tmp_path / 'experiments' / 'ddp'
