@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from conftest import REPO, free_port, save_teacher, write_yaml
+from conftest import REPO, free_port, kd_options, run_module, save_teacher, write_yaml
 from test_multiprocess import (HALF, TOTAL_ITER, assert_ranks_equal_and_run_complete, assert_same_weights, ddp_options,
                                final_student, read_log)
 
@@ -143,5 +143,41 @@ def test_the_torchrun_per_node_template_trains_the_same_student(slurm_cluster, s
     assert_ranks_equal_and_run_complete(exp, subprocess.CompletedProcess([], 0, output, output))
     log = read_log(exp)
     assert 'Process group: launcher pytorch, backend gloo (nccl asked for: no CUDA device), world size 2' in log
-    assert 'is not used under torchrun' in log
+    assert 'timeout 5 min (dist_params.timeout_minutes)' in log  # dist_params reach torchrun's processes too
+    assert 'dist_params.port' in log and 'is not used under torchrun' in log
     assert_same_weights(final_student(exp), final_student(template_run[0]))
+
+
+def test_bad_dist_params_are_named_with_the_fix_before_the_process_group_starts(tmp_path, tiny_lmdbs):
+    opt = kd_options(tiny_lmdbs, save_teacher(tmp_path / 'teacher.pth'), name='bad_dist')
+    opt['dist_params'] = {'backend': 'mpi', 'port': 70000, 'timeout_minutes': 30, 'timeout': 5}
+    yml = write_yaml(tmp_path / 'bad.yml', opt)
+    result = run_module(
+        'kdplugins.train',
+        '-opt',
+        str(yml),
+        '--launcher',
+        'slurm',
+        '--force_yml',
+        'dist_params:timeout_minutes=0',
+        cwd=tmp_path,
+        check=False)
+    assert result.returncode != 0, result.stderr[-3000:]
+    for expected in ('4 problems in', "dist_params.timeout: unknown option (did you mean timeout_minutes?)",
+                     "dist_params.backend: 'mpi' is not a backend kdplugins starts; use nccl",
+                     'dist_params.port: 70000 is above 65535 (a TCP port).',
+                     'dist_params.timeout_minutes: 0 minutes would fail every collective'):
+        assert expected in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_launcher_slurm_outside_srun_names_the_fix(tmp_path, tiny_lmdbs, monkeypatch):
+    for variable in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):
+        monkeypatch.delenv(variable, raising=False)
+    opt = kd_options(tiny_lmdbs, save_teacher(tmp_path / 'teacher.pth'), name='no_srun')
+    yml = write_yaml(tmp_path / 'no_srun.yml', opt)
+    result = run_module('kdplugins.train', '-opt', str(yml), '--launcher', 'slurm', cwd=tmp_path, check=False)
+    assert result.returncode != 0, result.stderr[-3000:]
+    assert ('--launcher slurm: SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST not set; this process was not started by '
+            'srun.') in result.stderr
+    assert not (tmp_path / 'experiments').exists()

@@ -69,17 +69,19 @@ def init_dist(launcher: str,
     from kdplugins.runtime.option_schema import dist_params_problems
     given = {'backend': backend, 'port': port, 'timeout_minutes': timeout_minutes}
     problems = dist_params_problems({'dist_params': {k: v for k, v in given.items() if v is not None}})
+    if len(problems) == 1:
+        raise OptionError(problems[0])
     if problems:
-        raise OptionError('\n'.join(problems))
+        raise OptionError(f'{len(problems)} problems in dist_params:\n' + '\n'.join(f'  - {p}' for p in problems))
     if launcher not in ('pytorch', 'slurm'):
         raise OptionError(f'--launcher {launcher}: kdplugins starts a process group for pytorch (torchrun) and slurm '
                           '(srun); use one of them, or none.')
-    if mp.get_start_method(allow_none=True) is None:
-        mp.set_start_method('spawn')  # as basicsr's init_dist
     if launcher == 'slurm':
         local_rank = slurm_environment(port)
     else:
         local_rank = int(os.environ.get('LOCAL_RANK', os.environ['RANK']))
+    if mp.get_start_method(allow_none=True) is None:
+        mp.set_start_method('spawn')  # as basicsr's init_dist
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
