@@ -46,6 +46,20 @@ def shared_data(request) -> Path:
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope='session')
+def slurm_cluster(tmp_path_factory):
+    """A real one-host Slurm cluster (2 CPUs) started for the session and stopped after it
+    (:mod:`slurm_cluster`); Slurm is installed with apt-get when missing, and the tests using it skip, with the
+    reason, where it cannot be installed or started."""
+    from slurm_cluster import SlurmUnavailable, start_cluster
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp('slurm'))
+    except SlurmUnavailable as error:
+        pytest.skip(f'needs a Slurm cluster on this machine: {error}')
+    yield cluster
+    cluster.stop()
+
+
 def basicsr_layout(start: Path, shared: Path) -> Path:
     """Make ``start`` a folder the repository's option files run from, as a user's would be after
     ``python -m kdplugins.download`` and the data preparation (docs/datasets.md): ``datasets/<Set>`` and

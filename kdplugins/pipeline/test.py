@@ -14,6 +14,7 @@ from basicsr.utils.options import dict2str, parse_options
 from os import path as osp
 
 from kdplugins.pipeline.train import start_root_logger
+from kdplugins.runtime import distributed
 from kdplugins.runtime.compat import make_exp_dirs
 from kdplugins.runtime.custom_imports import import_from_command_line, import_from_options
 from kdplugins.runtime.option_checks import check_options
@@ -31,6 +32,8 @@ def test_pipeline(root_path: str):
     make_exp_dirs(opt)
     logger = start_root_logger(osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log"))
     logger.info(get_env_info())
+    for line in distributed.description():
+        logger.info(line)
     logger.info(dict2str(opt))
     test_loaders = []
     for _, dataset_opt in sorted(opt['datasets'].items()):

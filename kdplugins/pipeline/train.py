@@ -38,6 +38,7 @@ from basicsr.utils.options import copy_opt_file, dict2str, parse_options
 from os import path as osp
 from typing import List, Optional
 
+from kdplugins.runtime import distributed
 from kdplugins.runtime.checkpoints import write_checkpoints_whole
 from kdplugins.runtime.compat import make_exp_dirs
 from kdplugins.runtime.custom_imports import import_from_command_line, import_from_options
@@ -81,6 +82,8 @@ def train_pipeline(root_path: str, argv: Optional[List[str]] = None):
         # 4. loggers
         logger = start_root_logger(osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log"))
         logger.info(get_env_info())
+        for line in distributed.description():  # the backend actually used (gloo without CUDA), timeout
+            logger.info(line)
         logger.info(dict2str(opt))
         for warning in resume_warnings:
             logger.warning(warning)

@@ -6,6 +6,7 @@ module                      what
 ==========================  ==========================================================================================
 :mod:`.compat`              the 6 patches without which basicsr 1.4.2 does not import, run without CUDA, share an
                             LMDB, or resume a model with frozen teachers (each says on which path it applies)
+:mod:`.distributed`         the process group of ``--launcher pytorch`` / ``slurm`` (GPU or CPU), ``dist_params``
 :mod:`.custom_imports`      ``custom_imports`` / ``--import``: a project's own modules imported before the checks
 :mod:`.option_checks`       every option checked before anything is made (:mod:`.option_schema`), in one message
 :mod:`.run_lock`            one live run per experiment name

@@ -1,5 +1,5 @@
 """The patches without which ``basicsr==1.4.2`` does not import, run without CUDA, read an LMDB twice, or resume a
-model with frozen teachers, all of them: 6 assignment sites, installed by ``import kdplugins`` (:func:`install`,
+model with frozen teachers, all of them: 7 assignment sites, installed by ``import kdplugins`` (:func:`install`,
 before basicsr's first import; also in every DataLoader worker and in host projects). Nothing edits basicsr's files,
 and nothing else in kdplugins replaces a name of basicsr: kdplugins' own runs go through
 :func:`kdplugins.pipeline.train_pipeline`, which calls kdplugins' steps explicitly. Each patch says on which path it
@@ -8,8 +8,13 @@ applies:
 1. ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17) is imported by
    ``basicsr/data/degradations.py``: an alias to ``torchvision.transforms.functional`` is put in ``sys.modules``.
    *Every path, every device* (basicsr does not import without it).
-2. ``basicsr.utils.dist_util._init_dist_pytorch`` divides by ``torch.cuda.device_count()``: without CUDA the process
-   group is made with the ``gloo`` backend. *Every path, CPU only*; with CUDA basicsr's own function runs (NCCL).
+2. basicsr's ``init_dist`` divides by ``torch.cuda.device_count()`` (``torchrun`` and Slurm), passes the option
+   file's ``dist_params`` to ``--launcher slurm`` only and sets no process-group timeout: ``init_dist`` of
+   ``basicsr.utils.options`` (what ``parse_options`` calls) becomes
+   :func:`kdplugins.runtime.distributed.init_dist_of_command_line` (``dist_params``: ``backend``, ``port``,
+   ``timeout_minutes``, for both launchers) and ``basicsr.utils.dist_util.init_dist`` (a host project's own call)
+   :func:`kdplugins.runtime.distributed.init_dist`; without CUDA the process group is made with gloo.
+   *Every path (torchrun and Slurm), every device.*
 3. ``BaseModel.model_to_device`` gives DDP ``device_ids=[torch.cuda.current_device()]``: without CUDA the wrapper is
    built without ``device_ids``. *Every path, CPU only*.
 4. basicsr's ``LmdbBackend`` opens one LMDB environment per dataset, and lmdb >= 1.5 refuses to open a path that is
@@ -37,14 +42,6 @@ _installed = False
 def _alias_functional_tensor() -> None:
     import torchvision.transforms.functional as functional
     sys.modules.setdefault('torchvision.transforms.functional_tensor', functional)
-
-
-def _init_dist_pytorch_any_device(backend: str = 'nccl', **kwargs) -> None:
-    import torch
-    import torch.distributed as dist
-    if torch.cuda.is_available():
-        return _BASICSR['init_dist_pytorch'](backend, **kwargs)
-    dist.init_process_group(backend='gloo', **kwargs)
 
 
 def _model_to_device_any_device(self, net):
@@ -118,15 +115,13 @@ def install() -> None:
     _alias_functional_tensor()  # 1
     import basicsr.train
     from basicsr.models.base_model import BaseModel
-    from basicsr.utils import dist_util
+    from basicsr.utils import dist_util, options
     from basicsr.utils.file_client import LmdbBackend
 
-    from kdplugins.runtime import resume
-    _BASICSR.update(
-        init_dist_pytorch=dist_util._init_dist_pytorch,
-        model_to_device=BaseModel.model_to_device,
-        make_exp_dirs=basicsr.train.make_exp_dirs)
-    dist_util._init_dist_pytorch = _init_dist_pytorch_any_device  # 2
+    from kdplugins.runtime import distributed, resume
+    _BASICSR.update(model_to_device=BaseModel.model_to_device, make_exp_dirs=basicsr.train.make_exp_dirs)
+    options.init_dist = distributed.init_dist_of_command_line  # 2
+    dist_util.init_dist = distributed.init_dist  # 2
     BaseModel.model_to_device = _model_to_device_any_device  # 3
     LmdbBackend.__init__ = _lmdb_backend_init_sharing  # 4
     basicsr.train.load_resume_state = resume.load_resume_state  # 5

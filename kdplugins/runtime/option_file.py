@@ -1,7 +1,8 @@
 """The option file as written, with the ``--force_yml`` overrides applied as basicsr will apply them, checked before
 basicsr reads it: basicsr's loader drops a duplicate key's first block without a word, stops at a YAML merge key
 (``<<``) with a constructor error, and computes with whatever type YAML gave a value (``lr: 1e-3`` is text in YAML
-1.1) until something deep inside basicsr or torch fails. Every problem is named with its line and the fix, in one
+1.1) until something deep inside basicsr or torch fails; ``dist_params`` are checked here too, before basicsr starts the
+process group with them. Every problem is named with its line and the fix, in one
 :class:`~kdplugins.runtime.option_checks.OptionError`, before anything is created. *Every device.*
 """
 import argparse
@@ -10,7 +11,7 @@ from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
 from typing import List, Optional, Sequence, Tuple
 
 from kdplugins.runtime.option_checks import OptionError
-from kdplugins.runtime.option_schema import number_problems, parse_problems
+from kdplugins.runtime.option_schema import dist_params_problems, number_problems, parse_problems
 
 MERGE_TAG = 'tag:yaml.org,2002:merge'
 
@@ -106,7 +107,9 @@ def check_option_file(argv: Sequence[str]) -> None:
         if not isinstance(opt, dict):
             problems = [f'{path}: an option file is a mapping of options (name:, model_type:, ...), got {opt!r}.']
         else:
-            problems = apply_force_yml(opt, force_yml) + parse_problems(opt) + number_problems(opt)
+            problems = (
+                apply_force_yml(opt, force_yml) + parse_problems(opt) + number_problems(opt) +
+                dist_params_problems(opt))
     if len(problems) == 1:
         raise OptionError(problems[0])
     if problems:

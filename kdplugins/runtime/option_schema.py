@@ -274,7 +274,37 @@ def number_problems(opt: Mapping) -> List[str]:
     return problems
 
 
+DIST_BACKENDS = ('nccl', 'gloo')
+DIST_PARAMS = {'backend', 'port', 'timeout_minutes'}  # read by kdplugins.runtime.distributed for both launchers
+
+
+def dist_params_problems(opt: Mapping) -> List[str]:
+    """``dist_params`` (:mod:`kdplugins.runtime.distributed`): known keys, a backend torch has, a TCP port, a
+    timeout of more than 0 minutes."""
+    params = opt.get('dist_params')
+    if params is None:
+        return []
+    if not isinstance(params, Mapping):
+        return [
+            f'dist_params: {params!r} is not a block of options; write e.g. '
+            'dist_params: {backend: nccl, port: 29500, timeout_minutes: 60}.'
+        ]
+    problems = unknown_keys(params, DIST_PARAMS, 'dist_params')
+    if params.get('backend', 'nccl') not in DIST_BACKENDS:
+        problems.append(f"dist_params.backend: {params['backend']!r} is not a backend kdplugins starts; use nccl "
+                        '(GPUs; gloo is used without CUDA) or gloo.')
+    checks = (('port', 'count', 1, 65535, 'a TCP port'), ('timeout_minutes', 'number', 0, None, 'minutes'))
+    for key, kind, low, high, why in checks:
+        problem = number_problem(params.get(key), kind, low, high, why, f'dist_params.{key}')
+        if problem is None and key == 'timeout_minutes' and params.get(key) == 0:
+            problem = 'dist_params.timeout_minutes: 0 minutes would fail every collective; give the minutes a rank ' \
+                'may wait for the others, e.g. 60.'
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def option_problems(opt: dict) -> List[str]:
     """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
-    return (number_problems(opt) + check_sections(opt) + check_required(opt) + check_datasets(opt) +
-            check_networks(opt) + check_train(opt))
+    return (number_problems(opt) + dist_params_problems(opt) + check_sections(opt) + check_required(opt) +
+            check_datasets(opt) + check_networks(opt) + check_train(opt))
