@@ -7,6 +7,7 @@ from basicsr.archs import build_network
 from conftest import TEACHER_NET, build, kd_options, run_module, save_teacher, train_batches, write_yaml
 
 from kdplugins.losses.wavelet_loss import WaveletL1Loss, wavelet_bands
+from kdplugins.models.mtkd_model import MTKDOptionError
 from kdplugins.runtime.option_checks import OptionError, check_options
 
 SECOND = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 12, 'num_block': 1, 'upscale': 2}
@@ -198,3 +199,12 @@ def test_options_name_a_missing_stage1_checkpoint_and_a_mismatched_aggregator(ti
     opt = stage2_options(tiny_lmdbs, checkpoints)
     opt['train']['multi_teacher'] = {'combine': 'mean'}
     assert 'train.multi_teacher: unknown option' in checked(opt)
+
+
+def test_a_mismatched_aggregator_is_refused_at_build_too(tmp_path, monkeypatch, tiny_lmdbs, checkpoints):
+    """Built without the option checks (an embedding program), the model names the mismatch before any step."""
+    opt = stage1_options(tiny_lmdbs, checkpoints)
+    opt['network_g']['num_teachers'] = 3
+    with pytest.raises(MTKDOptionError, match=r'network_g.num_teachers is 3 but the options declare 2 teacher\(s\)'):
+        build(tmp_path, monkeypatch, opt)
+

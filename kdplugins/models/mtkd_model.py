@@ -27,7 +27,9 @@ class MTKDOptionError(ConfigurationError, ValueError):
 
 
 def aggregator_inputs_problem(network_opt: Mapping, section: str, opt: Mapping) -> Optional[str]:
-    """Why the aggregator of ``section`` cannot take the teachers of ``opt``, or None."""
+    """Why the aggregator of ``section`` (an ``MTKDAggregator``) cannot take the teachers of ``opt``, or None."""
+    if network_opt.get('type') != 'MTKDAggregator':
+        return None  # an aggregator arch of another project: its own constructor says what it takes
     teachers = teacher_networks(opt) or ['network_t']
     inputs = network_opt.get('num_teachers', 3)
     if inputs == len(teachers):
@@ -58,6 +60,9 @@ class MTKDAggregatorModel(DistillModel):
         return [problem] if problem else []
 
     def setup_method(self) -> None:
+        problems = self.option_problems(self.opt)
+        if problems:
+            raise MTKDOptionError(' '.join(problems))
         if self.cri_pix is None:
             raise MTKDOptionError('MTKDAggregatorModel trains the aggregator against HR: set train.pixel_opt (the '
                                   'authors: {type: L1Loss, loss_weight: 1}).')
