@@ -207,4 +207,3 @@ def test_a_mismatched_aggregator_is_refused_at_build_too(tmp_path, monkeypatch, 
     opt['network_g']['num_teachers'] = 3
     with pytest.raises(MTKDOptionError, match=r'network_g.num_teachers is 3 but the options declare 2 teacher\(s\)'):
         build(tmp_path, monkeypatch, opt)
-
