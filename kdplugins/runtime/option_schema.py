@@ -304,7 +304,14 @@ def dist_params_problems(opt: Mapping) -> List[str]:
     return problems
 
 
+def check_model(opt: dict) -> List[str]:
+    """The model's own checks of how its options fit together (its ``option_problems`` classmethod, if any)."""
+    model = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
+    check = getattr(model, 'option_problems', None)
+    return list(check(opt)) if check else []
+
+
 def option_problems(opt: dict) -> List[str]:
     """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
     return (number_problems(opt) + dist_params_problems(opt) + check_sections(opt) + check_required(opt) +
-            check_datasets(opt) + check_networks(opt) + check_train(opt))
+            check_datasets(opt) + check_networks(opt) + check_train(opt) + check_model(opt))
