@@ -2,9 +2,11 @@
 base, option errors, and training through the entry point (frozen base bitwise, resume bitwise, merged export)."""
 import copy
 import pytest
+import re
 import torch
+import yaml
 from basicsr.archs import build_network
-from conftest import kd_options, run_module, save_teacher, write_yaml
+from conftest import REPO, kd_options, run_module, save_teacher, write_yaml
 
 from kdplugins.deploy.network import load_network
 from kdplugins.distill.conv_lora import (ConvLoRA, LoRAOptionError, add_conv_lora_from_state, apply_conv_lora,
@@ -44,7 +46,7 @@ def test_branches_start_at_the_base_and_merge_exactly_into_the_base_network():
     assert (merged - unmerged).abs().max() <= 1e-6
     assert not any(isinstance(m, ConvLoRA) for m in merged_net.modules())
     assert list(merged_net.state_dict()) == list(base.state_dict())
-    base_counts, merged_counts = count_ops(base, (1, 3, 64, 64)), count_ops(merged_net, (1, 3, 64, 64))
+    base_counts, merged_counts = count_ops(base, (1, 3, 16, 16)), count_ops(merged_net, (1, 3, 16, 16))
     assert (merged_counts.params, merged_counts.flops) == (base_counts.params, base_counts.flops)
 
 
@@ -178,3 +180,30 @@ def test_lora_training_keeps_the_base_resumes_bitwise_and_exports_merged(tmp_pat
 
 def lora_paths_of(state):
     return [k[:-len('.lora_A')] for k in state if k.endswith('.lora_A')]
+
+
+DEMO = REPO / 'options' / 'train' / 'DSCLoRA' / 'train_DSCLoRA_SPAN12_x2_demo.yml'
+
+
+def test_the_dsclora_demo_option_trains_its_branches_and_leaves_the_fused_base_bitwise(tmp_path, tiny_lmdbs):
+    """The option file as shipped (data, paths and length replaced): the base, given as a training-form SPAN file,
+    is loaded fused and stays so bitwise; the branches train; every FAKD tap is logged."""
+    teacher = save_teacher(tmp_path / 'teacher.pth', {'type': 'SPAN', 'feature_channels': 16, 'upscale': 2}, seed=1)
+    base = save_teacher(tmp_path / 'base.pth', {'type': 'SPAN', 'feature_channels': 12, 'upscale': 2}, seed=2)
+    opt = yaml.safe_load(DEMO.read_text())
+    for phase, (hr, lr) in (('train', ('train_hr', 'train_lr')), ('val', ('val_hr', 'val_lr'))):
+        opt['datasets'][phase].update(dataroot_gt=tiny_lmdbs[hr], dataroot_lq=tiny_lmdbs[lr])
+    opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, dataset_enlarge_ratio=1)
+    opt['path'].update(pretrain_network_g=str(base), pretrain_network_t=str(teacher))
+    opt['train'].update(total_iter=2, teacher_check=False)
+    opt['val']['val_freq'] = 100
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False)
+    run_module('kdplugins.train', '-opt', str(write_yaml(tmp_path / 'dsclora.yml', opt)), cwd=tmp_path)
+    saved = torch.load(tmp_path / 'experiments' / opt['name'] / 'models' / 'net_g_2.pth')['params']
+    fused = build_network({'type': 'SPAN', 'feature_channels': 12, 'upscale': 2, 'reparameterized': True})
+    fused.load_state_dict(torch.load(base)['params'], strict=True)
+    assert all(torch.equal(saved[k], v) for k, v in fused.state_dict().items())
+    assert len(lora_paths_of(saved)) == 20
+    assert all(saved[f'{p}.lora_B'].abs().sum() > 0 for p in lora_paths_of(saved))
+    log = ''.join(p.read_text() for p in (tmp_path / 'experiments' / opt['name']).glob('train_*.log'))
+    assert len(set(re.findall(r'(l_fakd\w*): ', log, flags=re.IGNORECASE))) == 9

@@ -20,8 +20,7 @@ from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision, compi
 from kdplugins.distill.teacher import (TeacherCheckError, TeacherScaleError, build_teachers, img_range_option,
                                        teacher_and_bicubic_psnr)
 from kdplugins.utils.basicsr_options import SR_TRAIN_OPTIONS
-from kdplugins.utils.checkpoint import (CheckpointMismatchError, load_state_dict_checked, matched_share_problem,
-                                        read_state_dict)
+from kdplugins.utils.checkpoint import CheckpointMismatchError, matched_share_problem, read_state_dict
 from kdplugins.utils.checkpoint_io import save_network_file, write_training_state
 from kdplugins.utils.declared_options import read_block
 from kdplugins.utils.errors import ConfigurationError
@@ -426,7 +425,7 @@ class DistillModel(SRModel):
                     state = with_initial_branches(bare, state)
                 else:
                     add_conv_lora_from_state(bare, state)
-                load_state_dict_checked(bare, state, strict, f'student (network_g) from {load_path}')
+                bare.load_state_dict(state, strict=strict)  # torch's, whose load hooks convert layouts (SPAN)
                 return
         if not strict:
             own = self.get_bare_model(net).state_dict()
