@@ -56,7 +56,7 @@ def test_the_update_is_lorals_factorisation_of_rank_r_times_k(groups):
     conv = torch.nn.Conv2d(6, 8, 3, padding=1, groups=groups)
     lora = with_random_branches(ConvLoRA(conv, rank=2, alpha=6.0, generator=torch.Generator().manual_seed(0)))
     assert lora.lora_A.shape == (2 * 3, 6 * 3) and lora.lora_B.shape == (8 // groups * 3, 2 * 3)
-    assert float(lora.lora_scaling) == 3.0 and lora.rank == 2
+    assert lora.scaling == 3.0 and lora.rank == 2
     delta = lora.merged_weight() - conv.weight
     direct = 3.0 * (lora.lora_B @ lora.lora_A).reshape(conv.weight.shape)
     assert torch.allclose(delta, direct, atol=1e-7, rtol=0)
@@ -85,7 +85,7 @@ def test_a_checkpoint_describes_its_branches():
     rebuilt = build_network(dict(SPAN_STUDENT))
     assert add_conv_lora_from_state(rebuilt, net.state_dict()) == ['conv_cat']
     rebuilt.load_state_dict(net.state_dict(), strict=True)
-    assert rebuilt.conv_cat.rank == 3 and float(rebuilt.conv_cat.lora_scaling) == 0.5
+    assert rebuilt.conv_cat.rank == 3 and rebuilt.conv_cat.scaling == 0.5
 
 
 def test_patterns_that_match_nothing_or_twice_and_bad_ranks_are_named():
@@ -145,7 +145,7 @@ def test_lora_training_keeps_the_base_resumes_bitwise_and_exports_merged(tmp_pat
     assert len(moments[0]) == 2 * 20 and all(
         torch.equal(moments[0][i]['exp_avg'], moments[1][i]['exp_avg']) for i in moments[0])
     base = torch.load(span_paths[1])['params']
-    assert set(a) - set(base) == {f'{p}.{t}' for p in lora_paths_of(a) for t in ('lora_A', 'lora_B', 'lora_scaling')}
+    assert set(a) - set(base) == {f'{p}.{t}' for p in lora_paths_of(a) for t in ('lora_A', 'lora_B', '_extra_state')}
     assert all(torch.equal(a[k], base[k]) for k in base)  # the frozen base, bitwise
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in a.items() if k.endswith('lora_B'))
     # the deployed network: merged, the base's keys and parameter count, the unmerged output within 1e-6
@@ -207,3 +207,23 @@ def test_the_dsclora_demo_option_trains_its_branches_and_leaves_the_fused_base_b
     assert all(saved[f'{p}.lora_B'].abs().sum() > 0 for p in lora_paths_of(saved))
     log = ''.join(p.read_text() for p in (tmp_path / 'experiments' / opt['name']).glob('train_*.log'))
     assert len(set(re.findall(r'(l_fakd\w*): ', log, flags=re.IGNORECASE))) == 9
+
+
+def test_two_process_torchrun_keeps_the_ranks_equal_and_validates(tmp_path, tiny_lmdbs, span_paths):
+    """DDP over a student with frozen base and branches: equal digests on both ranks at every checkpoint, and the
+    rank-0-only validation at the end runs (a buffer on the branches made DDP wait for rank 1 there)."""
+    opt = lora_options(tiny_lmdbs, span_paths, 'lora_ddp', check_rank_sync=True)
+    opt['datasets']['train']['batch_size_per_gpu'] = 2
+    run_module(
+        'kdplugins.train',
+        '-opt',
+        str(write_yaml(tmp_path / 'ddp.yml', opt)),
+        '--launcher',
+        'pytorch',
+        cwd=tmp_path,
+        torchrun=2)
+    log = ''.join(p.read_text() for p in (tmp_path / 'experiments' / 'lora_ddp').glob('train_*.log'))
+    digests = re.findall(r'Rank weight digests at iter (-?\d+): ([0-9a-f]{64}) ([0-9a-f]{64})', log)
+    assert [d[0] for d in digests] == ['2', '4', '-1'] and all(a == b for _, a, b in digests)
+    assert digests[0][1] != digests[1][1]
+    assert re.search(r'Validation tiny_val\s+# psnr:', log)

@@ -14,8 +14,9 @@ runs must repeat uninterrupted ones); :func:`merge_conv_lora` folds the branches
 export, computing ``W'`` with the very expression of the forward pass.
 
 Checkpoints hold the unmerged form: the base keys (``<path>.weight``, ``<path>.bias``) as the base network has them,
-and ``<path>.lora_A``, ``<path>.lora_B`` and ``<path>.lora_scaling`` (alpha / r), so a checkpoint describes its own
-branches (:func:`add_conv_lora_from_state`).
+and ``<path>.lora_A``, ``<path>.lora_B`` and ``<path>._extra_state`` (alpha / r, a 0-d tensor; not a buffer, which
+DDP would broadcast in the first forward after training, the rank-0-only validation, and hang), so a checkpoint
+describes its own branches (:func:`add_conv_lora_from_state`).
 """
 import fnmatch
 import torch
@@ -25,7 +26,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from kdplugins.utils.declared_options import Option
 from kdplugins.utils.errors import ConfigurationError
 
-BRANCH_KEYS = ('lora_A', 'lora_B', 'lora_scaling')
+BRANCH_KEYS = ('lora_A', 'lora_B', '_extra_state')
 
 LORA_OPTIONS = {
     'modules': Option({}, help='fnmatch pattern of student module paths (nn.Conv2d) -> [rank, alpha]'),
@@ -69,8 +70,7 @@ class ConvLoRA(nn.Conv2d):
         initial_a = torch.rand(shape_a, generator=generator, dtype=torch.float32) * (2 * bound) - bound
         self.lora_A = nn.Parameter(initial_a.to(conv.weight.device, conv.weight.dtype))
         self.lora_B = nn.Parameter(conv.weight.new_zeros((self.out_channels // self.groups * kernel, rank * kernel)))
-        self.register_buffer('lora_scaling',
-                             torch.tensor(float(alpha) / rank, dtype=conv.weight.dtype, device=conv.weight.device))
+        self.scaling = float(alpha) / rank
 
     @property
     def rank(self) -> int:
@@ -78,10 +78,16 @@ class ConvLoRA(nn.Conv2d):
 
     def merged_weight(self) -> torch.Tensor:
         """``W + scaling * (B @ A).view(W.shape)``: the weight the forward pass convolves with."""
-        return self.weight + (self.lora_B @ self.lora_A).view(self.weight.shape) * self.lora_scaling
+        return self.weight + (self.lora_B @ self.lora_A).view(self.weight.shape) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.merged_weight(), self.bias)
+
+    def get_extra_state(self) -> torch.Tensor:
+        return torch.tensor(self.scaling, dtype=torch.float64)  # alpha / r exactly, for bitwise resume
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.scaling = float(state)
 
     def merge(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with the merged weight and the same bias."""
@@ -179,7 +185,7 @@ def add_conv_lora_from_state(net: nn.Module, state: Mapping[str, torch.Tensor]) 
                               f'{type(net).__name__}; give the network options it was trained with.')
     for path in paths:
         rank = state[f'{path}.lora_A'].shape[0] // convs[path].kernel_size[0]
-        alpha = float(state[f'{path}.lora_scaling']) * rank
+        alpha = float(state[f'{path}._extra_state']) * rank
         replace_module(net, path, ConvLoRA(convs[path], rank, alpha))
     return paths
 
