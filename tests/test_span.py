@@ -6,6 +6,7 @@ from basicsr.archs import build_network
 from spandrel.architectures.SPAN import SPAN as SpandrelSPAN
 
 from kdplugins.archs.span_arch import FusedConv3XC
+from kdplugins.deploy.network import load_network
 from kdplugins.utils.efficiency import count_parameters
 
 # (feature_channels, parameters of the inference form at x4, source; docs/span_convlora.md)
@@ -78,3 +79,15 @@ def test_parameters_at_the_published_configurations(feature_channels, published,
     assert direct == published
     assert count_parameters(training) > published  # the training form adds the 1x1 branches
     assert round(published / 1e6, 3) == {48: 0.426, 28: 0.151, 26: 0.131}[feature_channels]
+
+
+def test_kd_export_loads_a_training_checkpoint_into_the_reparameterised_form(tmp_path):
+    """``load_network`` (kd-export, kd-infer) checks keys before loading: SPAN converts the layout first."""
+    trained = perturbed(official_layout(8)).eval()
+    torch.save({'params': trained.state_dict()}, tmp_path / 'span.pth')
+    (tmp_path / 'span.yml').write_text('type: SPAN\nfeature_channels: 8\nreparameterized: true\n')
+    deployed = load_network(str(tmp_path / 'span.yml'), str(tmp_path / 'span.pth')).net
+    assert count_parameters(deployed) == 3 * 9 * 8 + 8 + 19 * (8 * 9 * 8 + 8) + (4 * 8 * 8 + 8) + (8 * 9 * 48 + 48)
+    x = torch.rand(1, 3, 9, 7, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(deployed(x), trained(x))

@@ -51,18 +51,21 @@ class FusedConv3XC(nn.Module):
         out = self.eval_conv(x)
         return nn.functional.leaky_relu(out, negative_slope=0.05) if self.has_relu else out
 
+    def fuse_training_branches(self, state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
+        """A training-form ``state_dict`` (``<prefix>sk.*``, ``<prefix>conv.*``) fused into ``<prefix>eval_conv.*``
+        in place, its branch tensors consumed and the stale ``eval_conv`` it holds replaced."""
+        branches = [k for k in state_dict if k.startswith(prefix) and k[len(prefix):].startswith(TRAINING_BRANCHES)]
+        if not branches:
+            return
+        fused = fused_weights(state_dict, prefix, self.c_in, self.c_out)
+        for key in branches:
+            del state_dict[key]
+        for name, tensor in fused.items():
+            state_dict[f'{prefix}eval_conv.{name}'] = tensor
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """A training-form checkpoint (``sk.*``, ``conv.*``) is fused into ``eval_conv`` here, its branch tensors
-        consumed; the stale ``eval_conv`` it holds is replaced by the fused one."""
-        if any(key.startswith(prefix + branch) for key in state_dict for branch in TRAINING_BRANCHES):
-            fused = fused_weights(state_dict, prefix, self.c_in, self.c_out)
-            for key in [
-                    k for k in state_dict if k.startswith(prefix) and k[len(prefix):].startswith(TRAINING_BRANCHES)
-            ]:
-                del state_dict[key]
-            for name, tensor in fused.items():
-                state_dict[f'{prefix}eval_conv.{name}'] = tensor
+        self.fuse_training_branches(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
@@ -111,3 +114,12 @@ class SPAN(SpandrelSPAN):
                 setattr(self.get_submodule(parent) if parent else self, child, fused)
             else:
                 module.eval_conv.requires_grad_(False)
+
+    def convert_state_dict(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``state`` in this network's layout: a training-form checkpoint fused for ``reparameterized: true`` (what
+        loading does anyway; for callers that check the keys before loading, such as kd-export)."""
+        state = dict(state)
+        for name, module in self.named_modules():
+            if isinstance(module, FusedConv3XC):
+                module.fuse_training_branches(state, f'{name}.')
+        return state

@@ -90,6 +90,8 @@ def load_network(opt_path: str,
         raise NetworkFileError(unknown_type_message(ARCH_REGISTRY, options['type'], f'{opt_path}: {section}'))
     net = build_network(dict(options))
     state = read_state_dict(checkpoint, param_key, 'module.', '--checkpoint')
+    if hasattr(net, 'convert_state_dict'):  # an arch that takes other layouts (SPAN: a training-form checkpoint)
+        state = net.convert_state_dict(state)
     add_conv_lora_from_state(net, state)
     load_state_dict_checked(
         net,
