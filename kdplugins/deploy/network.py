@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 from typing import Iterable, List, Tuple
 
+from kdplugins.distill.conv_lora import add_conv_lora_from_state, merge_conv_lora
 from kdplugins.runtime.custom_imports import import_from_options, import_modules
 from kdplugins.runtime.option_checks import unknown_type_message
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
@@ -79,6 +80,8 @@ def load_network(opt_path: str,
 
     ``imports`` (``--import``) and the file's ``custom_imports`` are imported first, so that the types of a project
     of one's own can be named. ``param_key``: ``params`` or ``params_ema`` (falls back to ``params`` when absent).
+    A checkpoint with ConvLoRA branches (``train.lora``) is loaded with them and merged: the network returned is the
+    base network with the merged weights (:func:`~kdplugins.distill.conv_lora.merge_conv_lora`).
     """
     modules = import_modules(imports, '--import')
     opt = read_options_file(opt_path)
@@ -88,10 +91,13 @@ def load_network(opt_path: str,
         raise NetworkFileError(unknown_type_message(ARCH_REGISTRY, options['type'], f'{opt_path}: {section}'))
     net = build_network(dict(options))
     state = read_state_dict(checkpoint, param_key, 'module.', '--checkpoint')
+    if hasattr(net, 'convert_state_dict'):  # an arch that takes other layouts (SPAN: a training-form checkpoint)
+        state = net.convert_state_dict(state)
+    add_conv_lora_from_state(net, state)
     load_state_dict_checked(
         net,
         state,
         what=f'{options["type"]} of {os.path.basename(opt_path)}',
         fix='Give the checkpoint written for these network options (net_g_<iter>.pth of the same run, or the .pth '
         'that scripts/extract_csd_student.py wrote beside this .yml); --param-key params_ema for EMA weights.')
-    return DeployedNetwork(net.eval(), options, name, in_channels_of(net, options), modules)
+    return DeployedNetwork(merge_conv_lora(net).eval(), options, name, in_channels_of(net, options), modules)

@@ -13,6 +13,8 @@ from collections import OrderedDict
 from torch import nn
 from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
+from kdplugins.distill.conv_lora import (LORA_OPTIONS, add_conv_lora_from_state, apply_conv_lora, has_conv_lora,
+                                         lora_paths, with_initial_branches)
 from kdplugins.distill.recorder import FeatureRecorder, InputSubstitution
 from kdplugins.distill.speed import DTYPES, SPEED_OPTIONS, MixedPrecision, compile_in_place, to_channels_last
 from kdplugins.distill.teacher import (TeacherCheckError, TeacherScaleError, build_teachers, img_range_option,
@@ -54,8 +56,9 @@ class DistillModel(SRModel):
     Options (``train``, besides ``SRModel``'s): ``check_rank_sync`` (compare digests of the student and
     ``distill_modules`` of all ranks at each checkpoint), ``skip_nonfinite_batches`` (a NaN / infinite term stops the
     run naming the term and the iteration, or, when true, skips that batch on every rank), ``speed``
-    (:mod:`kdplugins.distill.speed`); with a frozen teacher also ``teacher_img_range`` (255 for [0, 255] teachers)
-    and ``teacher_check`` (false skips the bicubic check).
+    (:mod:`kdplugins.distill.speed`), ``lora`` (ConvLoRA branches on the student's convolutions, trained while its
+    base is frozen or trains: :mod:`kdplugins.distill.conv_lora`); with a frozen teacher also ``teacher_img_range``
+    (255 for [0, 255] teachers) and ``teacher_check`` (false skips the bicubic check).
     """
 
     TRAIN_OPTIONS = {
@@ -63,15 +66,35 @@ class DistillModel(SRModel):
         'skip_nonfinite_batches': False,
         'max_skipped_share': 0.1,
         'min_matched_weights': 0.5,
-        'speed': SPEED_OPTIONS
+        'speed': SPEED_OPTIONS,
+        'lora': LORA_OPTIONS
     }
     TEACHER_TRAIN_OPTIONS = {'teacher_img_range': 1.0, 'teacher_check': True}
     HAS_FROZEN_TEACHER = True
     # why the teacher must stay fp32 (train.speed.teacher_precision), or None when it may run in bf16 / fp16
     FP32_TEACHER_REASON: Optional[str] = None
 
+    def __init__(self, opt: dict):
+        given = (opt.get('train') or {}).get('lora') if opt.get('is_train') else None
+        self.lora_options = read_block(given, LORA_OPTIONS, 'train.lora') if given else None
+        super().__init__(opt)
+
     # ----------------------------------------------------------------------------------------------------------
     # setup
+    def model_to_device(self, net: nn.Module) -> nn.Module:
+        """basicsr's, after giving the student its ConvLoRA branches (``train.lora``): ``SRModel.__init__`` calls it
+        on the student right after building it, so the branches exist before the student is DDP-wrapped, loaded
+        (:meth:`load_network`) and optimized."""
+        if self.lora_options and net is getattr(self, 'net_g', None) and not has_conv_lora(net):
+            self.add_lora_branches(net)
+        return super().model_to_device(net)
+
+    def add_lora_branches(self, net: nn.Module) -> None:
+        """``train.lora`` on ``net`` (the student or its EMA copy: the same branches from the same seed)."""
+        paths = apply_conv_lora(net, self.lora_options, seed=int(self.opt.get('manual_seed') or 0))
+        get_root_logger().info(f'ConvLoRA branches on {len(paths)} convolutions of network_g: {", ".join(paths)}; '
+                               f'base {"trained" if self.lora_options["train_base"] else "frozen"}.')
+
     def init_training_settings(self) -> None:
         self.net_g.train()
         self.rng = torch.Generator(device=self.device)
@@ -175,6 +198,8 @@ class DistillModel(SRModel):
             return
         get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
         self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        if self.lora_options:
+            self.add_lora_branches(self.net_g_ema)
         load_path = self.opt['path'].get('pretrain_network_g')
         if load_path is not None:
             self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
@@ -387,7 +412,21 @@ class DistillModel(SRModel):
 
     def load_network(self, net, load_path: str, strict: bool = True, param_key: Optional[str] = 'params') -> None:
         """basicsr's ``load_network``; a non-strict load (``strict_load_g: false``) must fill at least
-        ``train.min_matched_weights`` of the network's tensors (basicsr only logs the keys it skipped)."""
+        ``train.min_matched_weights`` of the network's tensors (basicsr only logs the keys it skipped).
+
+        ConvLoRA (:mod:`kdplugins.distill.conv_lora`): a checkpoint of the base network loads into a student with
+        branches, which keep their initialisation; a checkpoint with branches loads into a student without them
+        (testing) after giving it those branches."""
+        bare = self.get_bare_model(net)
+        if has_conv_lora(bare) or not self.is_train:
+            state = read_state_dict(load_path, param_key, 'module.', option='the checkpoint')
+            if has_conv_lora(bare) != bool(lora_paths(state)):
+                if has_conv_lora(bare):
+                    state = with_initial_branches(bare, state)
+                else:
+                    add_conv_lora_from_state(bare, state)
+                bare.load_state_dict(state, strict=strict)  # torch's, whose load hooks convert layouts (SPAN)
+                return
         if not strict:
             own = self.get_bare_model(net).state_dict()
             problem = matched_share_problem(

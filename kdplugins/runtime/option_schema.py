@@ -12,9 +12,11 @@ or arch of another project) are not checked key by key.
 raises them together before anything is built. Every device.
 """
 import fnmatch
+from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from kdplugins.distill.conv_lora import LoRAOptionError, match_modules
 from kdplugins.distill.teacher import img_range_option, teacher_networks
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_NUMBERS, BASICSR_PAIRED_DATASET,
                                              BASICSR_PARSED_FIRST, BASICSR_PATH_FIXED, BASICSR_PATH_PREFIXES,
@@ -311,7 +313,23 @@ def check_model(opt: dict) -> List[str]:
     return list(check(opt)) if check else []
 
 
+def check_lora(opt: dict) -> List[str]:
+    """``train.lora.modules`` against the convolutions of ``network_g`` (built on the CPU to list them) when the
+    model declares ``lora`` and the rest of ``network_g`` is valid."""
+    lora = (opt.get('train') or {}).get('lora')
+    declared = train_options_of(str(opt.get('model_type', 'SRModel'))) or {}
+    network = opt.get('network_g')
+    if (not isinstance(lora, Mapping) or 'lora' not in declared or not isinstance(network, Mapping)
+            or network.get('type') not in ARCH_REGISTRY or check_networks({'network_g': network})):
+        return []
+    try:
+        match_modules(build_network(dict(network)), lora.get('modules'))
+    except LoRAOptionError as error:
+        return [str(error)]
+    return []
+
+
 def option_problems(opt: dict) -> List[str]:
     """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
     return (number_problems(opt) + dist_params_problems(opt) + check_sections(opt) + check_required(opt) +
-            check_datasets(opt) + check_networks(opt) + check_train(opt) + check_model(opt))
+            check_datasets(opt) + check_networks(opt) + check_train(opt) + check_model(opt) + check_lora(opt))
