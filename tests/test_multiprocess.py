@@ -239,3 +239,37 @@ def test_the_readme_torchrun_line_with_a_gpu_option_file(tmp_path, shared_data, 
     teacher = float(re.search(r'Teacher \(network_t\) on Set5: psnr: ([0-9.]+)', log).group(1))
     assert teacher > 32.1  # the real RFDN (32.16 dB on Set5 x4 in docs/teachers.md), not random weights
     assert (exp / 'models' / 'net_g_2.pth').is_file()
+
+
+def test_a_student_with_buffers_is_validated_on_rank_0_alone(tmp_path, tiny_lmdbs, teacher_path):
+    """SwinIR keeps buffers (relative position indices, attention masks). basicsr validates on rank 0 alone; through
+    the student's DistributedDataParallel wrapper that forward broadcast the buffers, a collective rank 1 never joined:
+    with gloo a rank aborted (SIGABRT) at the first validation (NCCL waits until its timeout). The model validates the
+    network itself (DistillModel.test)."""
+    opt = kd_options(tiny_lmdbs, teacher_path, name='buffers', total_iter=2, check_rank_sync=True)
+    opt['network_g'] = {
+        'type': 'SwinIR',
+        'upscale': 2,
+        'in_chans': 3,
+        'img_size': 16,
+        'window_size': 4,
+        'img_range': 1.0,
+        'depths': [1],
+        'embed_dim': 12,
+        'num_heads': [2],
+        'mlp_ratio': 2,
+        'upsampler': 'pixelshuffle',
+        'resi_connection': '1conv'
+    }
+    opt['val']['val_freq'] = 1
+    yml = write_yaml(tmp_path / 'buffers.yml', opt)
+    process = start_module('kdplugins.train', '-opt', str(yml), '--launcher', 'pytorch', cwd=tmp_path, torchrun=2)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail('the 2-process run hung (validation on rank 0 alone): ' + stderr[-3000:])
+    assert process.returncode == 0, stderr[-3000:]
+    log = open(glob.glob(str(tmp_path / 'experiments' / 'buffers' / 'train_*.log'))[0]).read()
+    assert len(re.findall(r'Validation tiny_val\n\t # psnr: [0-9.]+', log)) == 3  # iterations 1, 2 and the end

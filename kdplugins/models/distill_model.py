@@ -327,8 +327,11 @@ class DistillModel(SRModel):
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
     def test(self) -> None:
-        """``SRModel.test`` with inputs padded to the student's window size (SwinIR; :func:`forward_padded`)."""
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        """``SRModel.test`` with inputs padded to the student's window size (SwinIR; :func:`forward_padded`), on the
+        network itself, not its DistributedDataParallel wrapper: basicsr validates on rank 0 alone, and the wrapper's
+        forward broadcasts the buffers of a network that has any (a collective the other ranks never join: gloo aborts a
+        rank, NCCL hangs; tests/test_multiprocess.py)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else bare_module(self.net_g)
         was_training = net.training
         net.eval()
         with torch.no_grad():

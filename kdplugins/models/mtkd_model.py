@@ -18,6 +18,7 @@ from kdplugins.models.distill_model import DistillModel
 from kdplugins.models.kd_model import KDModel
 from kdplugins.utils.checkpoint import load_state_dict_checked, read_state_dict
 from kdplugins.utils.errors import ConfigurationError
+from kdplugins.utils.modules import bare_module
 from kdplugins.utils.padding import forward_padded
 from kdplugins.utils.registry import register
 
@@ -72,7 +73,8 @@ class MTKDAggregatorModel(DistillModel):
         return OrderedDict(l_pix=self.cri_pix(self.output, self.gt))
 
     def test(self) -> None:
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        """The aggregator on the teachers' outputs; the network itself, not its DDP wrapper (DistillModel.test)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else bare_module(self.net_g)
         was_training = net.training
         net.eval()
         with torch.no_grad():
