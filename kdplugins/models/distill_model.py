@@ -424,7 +424,13 @@ class DistillModel(SRModel):
             },
             rng_states=self._rng_states,
             grad_scaler=self.precision.state_dict(),
-            batches=dict(self.batches))
+            batches=dict(self.batches),
+            **self.extra_training_state())
+
+    def extra_training_state(self) -> dict:
+        """What a method adds to the training state (gathered from every rank in :meth:`save` before rank 0 writes
+        it); read back by its :meth:`resume_training`."""
+        return {}
 
     def resume_training(self, resume_state: dict) -> None:
         super().resume_training(resume_state)

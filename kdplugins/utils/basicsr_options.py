@@ -22,7 +22,7 @@ BASICSR_LOGGER = {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'
 BASICSR_METRIC = {'type', 'crop_border', 'test_y_channel', 'better', 'input_order'}
 # SRModel (basicsr/models/sr_model.py); the values are defaults where basicsr has one
 SR_TRAIN_OPTIONS: Dict[str, object] = {
-    'ema_decay': 0,
+    'ema_decay': 0.0,
     'optim_g': None,
     'scheduler': None,
     'total_iter': None,
