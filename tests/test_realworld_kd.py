@@ -337,3 +337,25 @@ def test_the_student_alone_sees_the_batches_of_the_distilled_student(tmp_path, m
         assert set(model.log_dict) == ({'l_pix'}
                                        if model_type == 'RealESRNetPlainModel' else {'l_pix', 'l_kd', 'l_FitNetLoss'})
     assert torch.equal(inputs[0], inputs[1])
+
+
+def test_the_fixed_validation_pairs_are_made_once_the_same(tmp_path):
+    """scripts/realworld_demo_data.py: the training photos with their meta_info, and degraded validation pairs that
+    two runs with the same seed write byte for byte alike (400x400 HR, 100x100 LR), another seed differently."""
+    outs = [tmp_path / name for name in ('a', 'b', 'c')]
+    for out, seed in zip(outs, (0, 0, 1)):
+        run_module_script(out, seed)
+    names = sorted(p.name for p in (outs[0] / 'val' / 'LR').iterdir())
+    assert names == ['camera.png', 'chelsea.png', 'hubble_deep_field.png']
+    assert sorted((outs[0] / 'meta_info.txt').read_text().split()) == sorted(p.name for p in (outs[0] / 'HR').iterdir())
+    import cv2
+    for name in names:
+        hr, lr = (cv2.imread(str(outs[0] / 'val' / kind / name)) for kind in ('HR', 'LR'))
+        assert hr.shape == (400, 400, 3) and lr.shape == (100, 100, 3)
+        assert (outs[0] / 'val' / 'LR' / name).read_bytes() == (outs[1] / 'val' / 'LR' / name).read_bytes()
+    assert any((outs[0] / 'val' / 'LR' / n).read_bytes() != (outs[2] / 'val' / 'LR' / n).read_bytes() for n in names)
+
+
+def run_module_script(out, seed: int) -> None:
+    from conftest import run_script
+    run_script('scripts/realworld_demo_data.py', '--out', str(out), '--seed', str(seed))

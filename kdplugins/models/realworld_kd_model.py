@@ -109,7 +109,9 @@ class SynthesisedBatches:
         self.BASICSR_MODEL._dequeue_and_enqueue(self)
 
     def synthesises(self) -> bool:
-        return self.is_train and self.opt.get('high_order_degradation', True)
+        """Whether ``feed_data`` synthesises the LR: in training, not in validation, unless high_order_degradation is
+        false."""
+        return self.is_train and not getattr(self, 'validating', False) and self.opt.get('high_order_degradation', True)
 
     def feed_data(self, data: dict) -> None:
         if not self.synthesises():  # given pairs (validation, or high_order_degradation: false)
@@ -125,12 +127,13 @@ class SynthesisedBatches:
             self.gt = self.gt.contiguous(memory_format=torch.channels_last)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
-        """Validation on given pairs, without synthesis (as basicsr's real-world models validate)."""
-        self.is_train = False
+        """Validation on given pairs, without synthesis (as basicsr's real-world models validate; they switch
+        ``is_train`` off for it, which would also switch off kdplugins' validation of the teacher)."""
+        self.validating = True
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
-            self.is_train = True
+            self.validating = False
 
     def check_teachers(self) -> None:
         """The teacher check on the first validation set; without one it is skipped (the training set has no LR)."""
