@@ -4,6 +4,7 @@ frozen teacher in the GAN step, and the checks of the degradation options."""
 import copy
 import glob
 import pytest
+import re
 import torch
 import yaml
 from conftest import REPO, build, run_module, train_batches, write_yaml
@@ -359,3 +360,19 @@ def test_the_fixed_validation_pairs_are_made_once_the_same(tmp_path):
 def run_module_script(out, seed: int) -> None:
     from conftest import run_script
     run_script('scripts/realworld_demo_data.py', '--out', str(out), '--seed', str(seed))
+
+
+def test_two_ranks_with_data_workers_stay_bitwise_equal_in_the_gan_stage(tmp_path, realworld_files):
+    """torchrun, 2 processes (gloo), a data worker each, the ESRGAN stage: the ranks draw different degradations (their
+    pools differ) and hold bitwise equal students and discriminators at every checkpoint (check_rank_sync)."""
+    opt = realworld_options(realworld_files, 'ddp', 'RealESRGANKDModel', total_iter=3)
+    opt['datasets']['train']['num_worker_per_gpu'] = 1
+    opt['train']['check_rank_sync'] = True
+    yml = write_yaml(tmp_path / 'ddp.yml', opt)
+    run_module('kdplugins.train', '-opt', str(yml), '--launcher', 'pytorch', cwd=tmp_path, torchrun=2)
+    log = ''.join(open(p).read() for p in sorted(glob.glob(str(tmp_path / 'experiments' / 'ddp' / 'train_*.log'))))
+    assert 'World size (gpu number): 2' in log
+    digests = re.findall(r'Rank weight digests at iter (-?\d+): ([0-9a-f]{64}) ([0-9a-f]{64})', log)
+    assert [d[0] for d in digests] == ['2', '-1'] and all(d[1] == d[2] for d in digests)
+    pools = load(tmp_path, 'ddp', 'training_states/2.state')['pair_pools']
+    assert len(pools) == 2 and not torch.equal(pools[0]['queue_lr'], pools[1]['queue_lr'])

@@ -399,8 +399,12 @@ class DistillModel(SRModel):
                 raise CheckpointMismatchError(problem)
         super().load_network(net, load_path, strict, param_key)
 
+    def rank_synced_modules(self) -> List[nn.Module]:
+        """The modules ``check_rank_sync`` compares across ranks (a method adds those it trains besides)."""
+        return [bare_module(self.net_g), self.distill_modules]
+
     def check_rank_sync(self, current_iter: int) -> None:
-        modules = [bare_module(self.net_g), self.distill_modules]
+        modules = self.rank_synced_modules()
         digests = gather_from_ranks(tensors_digest(modules))
         logger = get_root_logger()
         logger.info(f'Rank weight digests at iter {current_iter}: ' + ' '.join(digests))

@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List
 from kdplugins.data.degradation_options import ESRNET_TOP_LEVEL, GAN_TOP_LEVEL, Spec
 from kdplugins.models.distill_model import DistillModel
 from kdplugins.models.kd_model import KDModel
+from kdplugins.utils.modules import bare_module
 from kdplugins.utils.registry import register
 from kdplugins.utils.train_state import gather_from_ranks
 
@@ -292,6 +293,9 @@ class RealESRGANKDModel(SynthesisedBatches, KDModel):
     @classmethod
     def saved_networks(cls, opt: dict) -> List[str]:
         return ['network_g', 'network_d']
+
+    def rank_synced_modules(self) -> List[nn.Module]:
+        return super().rank_synced_modules() + [bare_module(self.net_d)]
 
     def feed_data(self, data: dict) -> None:
         super().feed_data(data)
