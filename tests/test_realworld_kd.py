@@ -376,3 +376,30 @@ def test_two_ranks_with_data_workers_stay_bitwise_equal_in_the_gan_stage(tmp_pat
     assert [d[0] for d in digests] == ['2', '-1'] and all(d[1] == d[2] for d in digests)
     pools = load(tmp_path, 'ddp', 'training_states/2.state')['pair_pools']
     assert len(pools) == 2 and not torch.equal(pools[0]['queue_lr'], pools[1]['queue_lr'])
+
+
+def test_training_on_given_pairs_needs_no_degradation_options(realworld_files):
+    """high_order_degradation: false (basicsr's switch to given pairs): the degradation options may go, the USM
+    switches of the ESRGAN stage are still read, and given values are still checked."""
+    opt = realworld_options(realworld_files, 'pairs', 'RealESRGANKDModel')
+    opt['high_order_degradation'] = False
+    for key in set(ESRNET_TOP_LEVEL) - {'high_order_degradation', 'gt_usm', 'jpeg_range'}:
+        opt.pop(key, None)
+    del opt['l1_gt_usm']
+    opt['jpeg_range'] = [30, 120]
+    opt['datasets']['train'] = {
+        'name': 'pairs',
+        'type': 'PairedImageDataset',
+        'dataroot_gt': realworld_files['hr'],
+        'dataroot_lq': realworld_files['hr'],
+        'io_backend': {
+            'type': 'disk'
+        },
+        'gt_size': 64,
+        'use_hflip': True,
+        'use_rot': False,
+        'num_worker_per_gpu': 0,
+        'batch_size_per_gpu': 1
+    }
+    problems = option_problems(opt)
+    assert sorted(p.split(':')[0] for p in problems) == ['jpeg_range', 'l1_gt_usm'], problems

@@ -146,8 +146,11 @@ def block_problems(given: Mapping, declared: Dict[str, Spec], where: str) -> Lis
 def degradation_problems(opt: Mapping, declared: Dict[str, Spec]) -> List[str]:
     """Every problem of a real-world model's options: its top-level degradation options (``declared``), the
     ``RealESRGANDataset`` block, the pair pool against the batch, and the crop against the scale."""
-    problems = block_problems(opt, declared, '')
     train = (opt.get('datasets') or {}).get('train') or {}
+    if opt.get('high_order_degradation', True) is False:  # given pairs: no degradation option is read
+        optional = {k: (*spec[:3], False) if k in DEGRADATION_TOP_LEVEL else spec for k, spec in declared.items()}
+        return block_problems(opt, optional, '')
+    problems = block_problems(opt, declared, '')
     if train.get('type') == 'RealESRGANDataset':
         problems += block_problems(train, REALESRGAN_DATASET, 'datasets.train.')
         for stage in ('', '2'):
@@ -159,7 +162,7 @@ def degradation_problems(opt: Mapping, declared: Dict[str, Spec]) -> List[str]:
             problems.append('datasets.train.meta_info: missing; RealESRGANDataset reads the image list from it with a '
                             'disk backend (one path relative to dataroot_gt a line; scripts/generate_meta_info.py '
                             'of Real-ESRGAN writes it).')
-    elif train and opt.get('high_order_degradation', True):
+    elif train:
         problems.append(f'datasets.train.type: {train.get("type")!r}; a real-world model synthesises its LR from the '
                         'HR and the kernels of RealESRGANDataset. Use type: RealESRGANDataset, or set '
                         'high_order_degradation: false to train on given pairs.')

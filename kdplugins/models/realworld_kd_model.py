@@ -99,11 +99,14 @@ class SynthesisedBatches:
         self.jpeger = ContiguousOutput(DiffJPEG(differentiable=False)).to(self.device)
         self.usm_sharpener = USMSharp().to(self.device)
         self.queue_size = int(self.opt.get('queue_size', 180))
+        self.queue_ptr = 0
+        self.degradation_draws = 0
+        if not self.opt.get('high_order_degradation', True):  # given pairs: no synthesis, no pool
+            self.queue_lr = self.queue_gt = torch.zeros(0)
+            return
         gt_size, scale = int(self.opt['gt_size']), int(self.opt['scale'])
         self.queue_lr = torch.zeros(self.queue_size, 3, gt_size // scale, gt_size // scale, device=self.device)
         self.queue_gt = torch.zeros(self.queue_size, 3, gt_size, gt_size, device=self.device)
-        self.queue_ptr = 0
-        self.degradation_draws = 0
 
     def _dequeue_and_enqueue(self) -> None:
         """basicsr's training pair pool of ``BASICSR_MODEL``, which its ``feed_data`` calls by this name."""
@@ -299,8 +302,8 @@ class RealESRGANKDModel(SynthesisedBatches, KDModel):
 
     def feed_data(self, data: dict) -> None:
         super().feed_data(data)
-        if not self.synthesises() and hasattr(self, 'gt'):
-            self.gt_usm = self.usm_sharpener(self.gt)
+        if self.is_train and not getattr(self, 'validating', False) and not self.synthesises():
+            self.gt_usm = self.usm_sharpener(self.gt)  # training on given pairs (high_order_degradation: false)
 
     def target(self, option: str) -> torch.Tensor:
         """The HR target of a term: sharpened when the top-level ``option`` is true (as ``RealESRGANModel``)."""
