@@ -441,8 +441,12 @@ class DistillModel(SRModel):
                 raise CheckpointMismatchError(problem)
         super().load_network(net, load_path, strict, param_key)
 
+    def rank_synced_modules(self) -> List[nn.Module]:
+        """The modules ``check_rank_sync`` compares across ranks (a method adds those it trains besides)."""
+        return [bare_module(self.net_g), self.distill_modules]
+
     def check_rank_sync(self, current_iter: int) -> None:
-        modules = [bare_module(self.net_g), self.distill_modules]
+        modules = self.rank_synced_modules()
         digests = gather_from_ranks(tensors_digest(modules))
         logger = get_root_logger()
         logger.info(f'Rank weight digests at iter {current_iter}: ' + ' '.join(digests))
@@ -466,7 +470,13 @@ class DistillModel(SRModel):
             },
             rng_states=self._rng_states,
             grad_scaler=self.precision.state_dict(),
-            batches=dict(self.batches))
+            batches=dict(self.batches),
+            **self.extra_training_state())
+
+    def extra_training_state(self) -> dict:
+        """What a method adds to the training state (gathered from every rank in :meth:`save` before rank 0 writes
+        it); read back by its :meth:`resume_training`."""
+        return {}
 
     def resume_training(self, resume_state: dict) -> None:
         super().resume_training(resume_state)

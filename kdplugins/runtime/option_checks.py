@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from kdplugins.runtime.option_schema import option_problems
 from kdplugins.utils.errors import ConfigurationError
 from kdplugins.utils.model_zoo import zoo_hint
+from kdplugins.utils.registry import lookup
 
 
 class OptionError(ConfigurationError, ValueError):
@@ -48,7 +49,7 @@ def _declared_types(opt: dict) -> Iterator[Tuple[Registry, str, str]]:
 def type_problems(opt: dict) -> List[str]:
     return [
         unknown_type_message(registry, str(name), option) for registry, name, option in _declared_types(opt)
-        if name not in registry
+        if lookup(registry, str(name)) is None
     ]
 
 

@@ -16,6 +16,8 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from kdplugins.data.degradation_options import (ESRNET_TOP_LEVEL, GAN_TOP_LEVEL, REALESRGAN_DATASET,
+                                                REALESRGAN_DATASET_OTHER, Spec, degradation_problems)
 from kdplugins.distill.conv_lora import LoRAOptionError, match_modules
 from kdplugins.distill.teacher import img_range_option, teacher_networks
 from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BASICSR_NUMBERS, BASICSR_PAIRED_DATASET,
@@ -23,12 +25,15 @@ from kdplugins.utils.basicsr_options import (BASICSR_LOGGER, BASICSR_METRIC, BAS
                                              BASICSR_REQUIRED, BASICSR_TOP_LEVEL, BASICSR_VAL, SR_TRAIN_OPTIONS)
 from kdplugins.utils.declared_options import (MISSING, block_problems, close_names, nested_value, number_text_hint,
                                               signature_block, type_problem, unknown_keys)
+from kdplugins.utils.registry import lookup
 
 KDPLUGINS_TOP_LEVEL = {'custom_imports'}
 KDPLUGINS_DATASET = {'skip_unreadable'}  # read by kdplugins' pipeline (runtime/samples.py)
 # per-network path keys (``<prefix><label>`` of ``network_<label>``): basicsr's and kdplugins' ``strip_prefix_``
 NETWORK_PATH_PREFIXES = BASICSR_PATH_PREFIXES + ('strip_prefix_', )
 PAIRED_DATASET_TYPES = {'PairedImageDataset', 'PairedImageDatasetWithIndex'}
+# the top-level degradation options of basicsr's own real-world models (kdplugins' declare TOP_LEVEL_OPTIONS)
+BASICSR_REALWORLD_MODELS = {'RealESRNetModel': ESRNET_TOP_LEVEL, 'RealESRGANModel': GAN_TOP_LEVEL}
 # loss options whose constructor keywords the model fills in itself (CSD: the detached positive)
 PROVIDED_BY_MODEL = {'contrastive_opt': ('detach_positive', )}
 
@@ -39,6 +44,15 @@ def train_options_of(model_type: str) -> Optional[Dict[str, object]]:
         return SR_TRAIN_OPTIONS
     if model_type in MODEL_REGISTRY:
         return getattr(MODEL_REGISTRY.get(model_type), 'TRAIN_OPTIONS', None)
+    return None
+
+
+def top_level_options_of(model_type: str) -> Optional[Dict[str, Spec]]:
+    """The top-level options a model reads besides basicsr's (real-world models: the degradation settings), or None."""
+    if model_type in BASICSR_REALWORLD_MODELS:
+        return BASICSR_REALWORLD_MODELS[model_type]
+    if model_type in MODEL_REGISTRY:
+        return getattr(MODEL_REGISTRY.get(model_type), 'TOP_LEVEL_OPTIONS', None)
     return None
 
 
@@ -111,6 +125,8 @@ def check_datasets(opt: dict) -> List[str]:
             problems.append(f"{where}: unknown phase '{phase}'; basicsr reads 'train', 'val' and 'val_<anything>'.")
         if dataset_opt.get('type') in PAIRED_DATASET_TYPES:
             problems += unknown_keys(dataset_opt, BASICSR_PAIRED_DATASET | KDPLUGINS_DATASET, where)
+        if dataset_opt.get('type') == 'RealESRGANDataset':
+            problems += unknown_keys(dataset_opt, set(REALESRGAN_DATASET) | REALESRGAN_DATASET_OTHER, where)
         if phase != 'train' and 'skip_unreadable' in dataset_opt:
             problems.append(f'{where}.skip_unreadable: only the training set can skip unreadable samples (a validation '
                             'set is scored whole); replace or remove the image instead.')
@@ -126,16 +142,18 @@ def check_datasets(opt: dict) -> List[str]:
 def check_networks(opt: dict) -> List[str]:
     problems = []
     for key, value in opt.items():
-        if key.startswith('network_') and isinstance(value, Mapping) and value.get('type') in ARCH_REGISTRY:
-            problems += check_constructor(value, ARCH_REGISTRY.get(value['type']), key)
+        arch = lookup(ARCH_REGISTRY, str(value.get('type'))) if isinstance(value, Mapping) else None
+        if key.startswith('network_') and arch is not None:
+            problems += check_constructor(value, arch, key)
     return problems
 
 
 def check_sections(opt: dict) -> List[str]:
+    top_level = set(top_level_options_of(str(opt.get('model_type'))) or ())
     problems = unknown_keys({
         k: v
         for k, v in opt.items() if not k.startswith('network_')
-    }, BASICSR_TOP_LEVEL | KDPLUGINS_TOP_LEVEL, 'options')
+    }, BASICSR_TOP_LEVEL | KDPLUGINS_TOP_LEVEL | top_level, 'options')
     path = opt.get('path') or {}
     problems += unknown_keys({
         k: v
@@ -331,5 +349,7 @@ def check_lora(opt: dict) -> List[str]:
 
 def option_problems(opt: dict) -> List[str]:
     """Every problem of the option tree against the declarations, as messages naming the option and the fix."""
+    realworld = top_level_options_of(str(opt.get('model_type')))
     return (number_problems(opt) + dist_params_problems(opt) + check_sections(opt) + check_required(opt) +
-            check_datasets(opt) + check_networks(opt) + check_train(opt) + check_model(opt) + check_lora(opt))
+            check_datasets(opt) + check_networks(opt) + check_train(opt) + check_model(opt) + check_lora(opt) +
+            (degradation_problems(opt, realworld) if realworld and opt.get('is_train', True) else []))

@@ -74,7 +74,9 @@ ZOO: Tuple[ZooEntry, ...] = (
           _paper('AT', 'AugKD', 'CSD', 'FAKD', 'FitNet', 'JT', 'KD', 'RKD', arch='EDSR', scale=4)),
     ZooEntry('VGG19', 'vgg19-dcbb9e9d.pth', ('https://download.pytorch.org/models/vgg19-dcbb9e9d.pth', ),
              'dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44', 574673361,
-             'BSD-3-Clause (torchvision; ImageNet-trained)', ('the CSD loss (kdplugins/losses/csd_loss.py)', )),
+             'BSD-3-Clause (torchvision; ImageNet-trained)',
+             ('the CSD loss (kdplugins/losses/csd_loss.py)',
+              'options/train/RealWorldKD/train_RealESRGANKD_RRDBNet_SRVGGNetCompact_x4.yml')),
 )
 
 BY_NAME: Dict[str, ZooEntry] = {entry.name: entry for entry in ZOO}

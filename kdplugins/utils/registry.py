@@ -2,7 +2,7 @@
 import importlib
 import os
 from basicsr.utils.registry import Registry
-from typing import Callable, List, TypeVar
+from typing import Callable, List, Optional, TypeVar
 
 T = TypeVar('T')
 
@@ -44,3 +44,11 @@ def import_modules(package_file: str, package: str, suffix: str) -> List[object]
     folder = os.path.dirname(os.path.abspath(package_file))
     names = sorted(name[:-3] for name in os.listdir(folder) if name.endswith(f'{suffix}.py'))
     return [importlib.import_module(f'{package}.{name}') for name in names]
+
+
+def lookup(registry: Registry, name: str) -> Optional[object]:
+    """What ``registry.get(name)`` returns, or None when it would fail, without basicsr's print: basicsr registers
+    some of its classes as ``<name>_basicsr`` (``SRVGGNetCompact``, ``RealESRGANDataset``, ``RealESRNetModel``) and
+    its ``get`` falls back to that name, so Real-ESRGAN's option files name them without the suffix."""
+    found = registry._obj_map.get(name)
+    return found if found is not None else registry._obj_map.get(f'{name}_basicsr')
