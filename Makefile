@@ -29,7 +29,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 lint: install
 	$(PY) -m pip install -q -e '.[dev]'

@@ -125,14 +125,17 @@ def test_written_paths_are_the_catalogued_ones(prepared):
 
 
 def option_datasets() -> list:
-    """``(option file, dataset block, scale)`` of every dataset that a shipped option file reads from datasets/,
-    except the demo's (scripts/demo.py builds those)."""
+    """``(option file, dataset block, scale)`` of every paired dataset that a shipped option file reads from
+    datasets/, except the demos' (scripts/demo.py and scripts/realworld_demo_data.py build those). Real-world
+    training sets (``RealESRGANDataset``: HR only, Real-ESRGAN's DF2K+OST layout) are prepared with Real-ESRGAN's
+    own scripts (docs/realworld_kd.md)."""
     found = []
     for path in sorted((REPO / 'options').rglob('*.yml')):
         options = yaml.safe_load(path.read_text())
         for block in (options.get('datasets') or {}).values():
-            if str(block.get('dataroot_gt',
-                             '')).startswith('datasets/') and 'datasets/demo/' not in block['dataroot_gt']:
+            root = str(block.get('dataroot_gt', ''))
+            demo = root.startswith(('datasets/demo/', 'datasets/realworld_demo/'))
+            if root.startswith('datasets/') and not demo and block.get('type') != 'RealESRGANDataset':
                 found.append((path.relative_to(REPO), block, options['scale']))
     return found
 
