@@ -2,7 +2,8 @@
 
     python scripts/check_gpu.py [--iters 20] [--out gpu_check]
 
-For each method's example option file (KD, AugKD, CSD, CRD, FitNet, CrossKD, MemSR):
+For each method's example option file (KD, AugKD, CSD, CRD, FitNet, CrossKD, MemSR, multi-teacher KD, MTKD's two
+stages):
 
 1. trains it for ``--iters`` iterations as GPU users launch it: ``torchrun --nproc_per_node=<GPUs, at most 2> -m
    kdplugins.train -opt <file> --launcher pytorch`` with the file's own data workers (6 per GPU), batch and patch size,
@@ -48,6 +49,9 @@ METHODS = {
     'FitNet': 'options/train/FeatureKD/train_FitNet_RFDN_EDSR_x4.yml',
     'CrossKD': 'options/train/CrossKD/train_CrossKD_RFDN_EDSR_x4.yml',
     'MemSR': 'options/train/MemSR/train_MemSR_PlainM_x4_random.yml',
+    'MultiKD': 'options/train/KD/train_MultiKD_RFDN_IMDN_CARNM_EDSR_x4.yml',
+    'MTKD-aggregator': 'options/train/MTKD/train_MTKD_Aggregator_RFDN_IMDN_CARNM_x4.yml',
+    'MTKD': 'options/train/MTKD/train_MTKD_RFDN_IMDN_CARNM_EDSR_x4.yml',
 }
 TRAIN_PHOTOS = ('astronaut.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png', 'ihc.png', 'chelsea.png')
 VAL_PHOTOS = ('camera.png', )
@@ -95,16 +99,18 @@ def overrides(method: str, opt: dict, lmdbs: dict, args, out: str) -> list:
     if args.cpu:
         sets += ['num_gpu=0', 'datasets:train:num_worker_per_gpu=1', 'datasets:train:batch_size_per_gpu=2']
     path_opt = opt['path']
-    for key in ('pretrain_network_t', 'pretrain_network_g'):
-        checkpoint = path_opt.get(key)
+    for key in [k for k in path_opt if k.startswith('pretrain_network_')]:  # the student, every teacher, MTKD's agg
+        checkpoint, label = path_opt.get(key), key[len('pretrain_network_'):]
         if checkpoint and not os.path.isfile(os.path.join(ROOT, checkpoint)):
-            if key == 'pretrain_network_g':
+            if label == 'g':
                 sets.append(f'path:{key}=~')
             else:
-                stand_in = os.path.join(out, f'{method}_random_teacher.pth')
+                stand_in = os.path.join(out, f'{method}_random_{label}.pth')
                 torch.manual_seed(0)
-                torch.save({'params': build_network(dict(opt['network_t'])).state_dict()}, stand_in)
-                sets += [f'path:{key}={stand_in}', 'path:param_key_t=params', 'train:teacher_check=false']
+                torch.save({'params': build_network(dict(opt[f'network_{label}'])).state_dict()}, stand_in)
+                sets += [f'path:{key}={stand_in}', f'path:param_key_{label}=params']
+                if 'train:teacher_check=false' not in sets:
+                    sets.append('train:teacher_check=false')
             print(f'  {method}: {checkpoint} not found: seeded random weights instead ({key})')
         elif checkpoint:
             sets.append(f'path:{key}={os.path.join(ROOT, checkpoint)}')
@@ -165,6 +171,7 @@ def check_teacher(method: str, yml: str, sets: list, out: str) -> str:
 
 
 NO_SEPARATE_TEACHER_PRECISION = ('CSD', 'MemSR')
+NO_STUDENT_ALONE = ('MTKD-aggregator', )
 GPU_SPEED_PRESETS = ('channels_last', 'bf16', 'fp16', 'teacher-bf16', 'teacher-fp16', 'channels_last+bf16+teacher-bf16'
                      )  # CSD has no separate teacher; MemSR's must stay fp32
 
@@ -223,7 +230,10 @@ def main() -> None:
         print(f'  torchrun training of {args.iters} iterations with data workers, validation, checkpoint: '
               f'{seconds:.1f} s')
         print('  ' + check_teacher(method, yml, sets, out))
-        print('  ' + benchmark(method, yml, sets, args).replace('\n', '\n  '))
+        if method in NO_STUDENT_ALONE:
+            print('  step benchmark: none (the aggregator takes the teachers\' outputs: no student-alone twin)')
+        else:
+            print('  ' + benchmark(method, yml, sets, args).replace('\n', '\n  '))
     print('ALL PASSED')
 
 
